@@ -1,0 +1,834 @@
+//! Record types. Everything is keyed by content (digests, advisory ids), so that a
+//! redelivered message writes the same thing again and changes nothing.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::codec::Record;
+use crate::subjects::StageName;
+
+macro_rules! record {
+    ($t:ty, $kind:literal) => {
+        impl Record for $t {
+            const KIND: &'static str = $kind;
+        }
+    };
+}
+
+/// Milliseconds since the Unix epoch.
+pub type UnixMillis = i64;
+
+/// Who asked for a scan and how; travels with every stage record of that scan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct RequestContext {
+    /// Caller-chosen or generated id; the result is published on `<prefix>.result.<request_id>`.
+    pub request_id: String,
+    /// Source as the user wrote it: `HOST/REPO:TAG`, `HOST/REPO@sha256:…`, `oci-dir:PATH`,
+    /// `docker-archive:PATH`, `dir:PATH`.
+    pub source: String,
+    /// `os/arch[/variant]`; `None` means linux/amd64.
+    #[serde(default)]
+    pub platform: Option<String>,
+    /// Stored policy bundle to evaluate with; `None` means the active one (or the built-in default).
+    #[serde(default)]
+    pub policy_id: Option<String>,
+    /// An inline policy bundle (JSON), evaluated without being stored.
+    #[serde(default)]
+    pub policy_bundle: Option<String>,
+    #[serde(default)]
+    pub submitted_at: UnixMillis,
+}
+
+impl RequestContext {
+    pub fn new(request_id: impl Into<String>, source: impl Into<String>) -> Self {
+        RequestContext {
+            request_id: request_id.into(),
+            source: source.into(),
+            ..Default::default()
+        }
+    }
+}
+
+/// `<prefix>.scan.request`: the public entry point.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanRequest {
+    pub request: RequestContext,
+    /// Re-analyse even when an analysis for the digest exists.
+    #[serde(default)]
+    pub force: bool,
+}
+record!(ScanRequest, "scan_request");
+
+/// Where an image came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourceKind {
+    Registry,
+    OciDir,
+    DockerArchive,
+    Dir,
+}
+
+/// Identity of one (single-platform) image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageRef {
+    pub source_kind: SourceKind,
+    /// `registry/repository` for registry images, the path for local sources.
+    pub name: String,
+    /// The tag, when the image was named by one.
+    #[serde(default)]
+    pub tag: Option<String>,
+    /// The image id used as store key: the manifest digest (`sha256:…`).
+    pub digest: String,
+    /// The index the manifest was selected from, for multi-platform images.
+    #[serde(default)]
+    pub index_digest: Option<String>,
+    pub config_digest: String,
+    /// `os/arch[/variant]` of this image.
+    pub platform: String,
+}
+
+impl ImageRef {
+    /// `name:tag` or `name@digest`, as users write it.
+    pub fn full_tag(&self) -> String {
+        match &self.tag {
+            Some(t) => format!("{}:{}", self.name, t),
+            None => format!("{}@{}", self.name, self.digest),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+}
+
+/// One layer as the manifest names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerRef {
+    /// Digest of the blob as stored (compressed); the layer index key.
+    pub digest: String,
+    /// Digest of the uncompressed tar, from the config's rootfs.diff_ids.
+    #[serde(default)]
+    pub diff_id: Option<String>,
+    pub media_type: String,
+    /// Size of the blob in bytes.
+    pub size: u64,
+    pub compression: Compression,
+}
+
+/// One entry of the config's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct HistoryEntry {
+    #[serde(default)]
+    pub created: Option<String>,
+    #[serde(default)]
+    pub created_by: Option<String>,
+    #[serde(default)]
+    pub comment: Option<String>,
+    #[serde(default)]
+    pub empty_layer: bool,
+}
+
+/// The parts of the image config that analysis and policy use.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ImageConfig {
+    pub os: String,
+    pub architecture: String,
+    #[serde(default)]
+    pub variant: Option<String>,
+    #[serde(default)]
+    pub created: Option<String>,
+    #[serde(default)]
+    pub user: Option<String>,
+    /// As in the config: `22/tcp`.
+    #[serde(default)]
+    pub exposed_ports: Vec<String>,
+    #[serde(default)]
+    pub env: Vec<String>,
+    #[serde(default)]
+    pub entrypoint: Vec<String>,
+    #[serde(default)]
+    pub cmd: Vec<String>,
+    #[serde(default)]
+    pub working_dir: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub volumes: Vec<String>,
+    #[serde(default)]
+    pub stop_signal: Option<String>,
+    /// `Healthcheck.Test`, when present.
+    #[serde(default)]
+    pub healthcheck: Option<Vec<String>>,
+    #[serde(default)]
+    pub history: Vec<HistoryEntry>,
+    /// rootfs.diff_ids in layer order.
+    #[serde(default)]
+    pub diff_ids: Vec<String>,
+}
+
+/// An image with its config and layers, as fetch and extract hand it on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageDescriptor {
+    pub image: ImageRef,
+    pub config: ImageConfig,
+    /// Bottom layer first.
+    pub layers: Vec<LayerRef>,
+}
+
+/// `<prefix>.stage.extract`: fetch staged the blobs of `to_extract`; the other layers are indexed already.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchedImage {
+    pub request: RequestContext,
+    pub descriptor: ImageDescriptor,
+    /// Blob digests of the layers that have no layer index yet, staged in the blob cache.
+    pub to_extract: Vec<String>,
+    #[serde(default)]
+    pub force: bool,
+}
+record!(FetchedImage, "fetched_image");
+
+/// `<prefix>.stage.analyze`: every layer of the image has a stored layer index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtractedImage {
+    pub request: RequestContext,
+    pub descriptor: ImageDescriptor,
+}
+record!(ExtractedImage, "extracted_image");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    File,
+    Dir,
+    Symlink,
+    Hardlink,
+    Char,
+    Block,
+    Fifo,
+    /// `.wh.NAME`: `path` is the deleted path.
+    Whiteout,
+    /// `.wh..wh..opq`: `path` is the directory whose lower contents are hidden.
+    Opaque,
+}
+
+/// One tar entry of a layer, path normalised to an absolute, `..`-free form.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    pub path: String,
+    pub kind: EntryKind,
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+    pub size: u64,
+    #[serde(default)]
+    pub link: Option<String>,
+}
+
+/// Bytes of a file that analysis needs (package databases, os-release, passwd…).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeptFile {
+    pub path: String,
+    #[serde(with = "serde_bytes")]
+    pub content: Vec<u8>,
+    /// The file was larger than the keep cap; `content` is its beginning.
+    #[serde(default)]
+    pub truncated: bool,
+}
+
+/// What extract records of one layer, stored by layer digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerIndex {
+    pub layer_digest: String,
+    /// Entries in tar order.
+    pub entries: Vec<FileEntry>,
+    pub kept: Vec<KeptFile>,
+    /// Uncompressed tar bytes read.
+    pub uncompressed_size: u64,
+    /// Version of the extractor that wrote it; an index from another version is redone.
+    pub extractor_version: u32,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+record!(LayerIndex, "layer_index");
+
+/// Distribution of the image, from os-release or its fallbacks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Distro {
+    /// `debian`, `alpine`, `ubuntu`, …
+    pub id: String,
+    #[serde(default)]
+    pub version_id: Option<String>,
+    #[serde(default)]
+    pub codename: Option<String>,
+    #[serde(default)]
+    pub id_like: Vec<String>,
+    #[serde(default)]
+    pub pretty_name: Option<String>,
+}
+
+/// Package ecosystem, named as Syft names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PackageType {
+    Deb,
+    Apk,
+    Rpm,
+    Python,
+    Npm,
+    JavaArchive,
+    GoModule,
+    Gem,
+    RustCrate,
+    Dotnet,
+    Php,
+    Binary,
+}
+
+impl PackageType {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PackageType::Deb => "deb",
+            PackageType::Apk => "apk",
+            PackageType::Rpm => "rpm",
+            PackageType::Python => "python",
+            PackageType::Npm => "npm",
+            PackageType::JavaArchive => "java-archive",
+            PackageType::GoModule => "go-module",
+            PackageType::Gem => "gem",
+            PackageType::RustCrate => "rust-crate",
+            PackageType::Dotnet => "dotnet",
+            PackageType::Php => "php",
+            PackageType::Binary => "binary",
+        }
+    }
+
+    /// OS packages are matched against distro feeds.
+    pub fn is_os(&self) -> bool {
+        matches!(self, PackageType::Deb | PackageType::Apk | PackageType::Rpm)
+    }
+}
+
+/// One package found in an image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Package {
+    pub name: String,
+    pub version: String,
+    #[serde(rename = "type")]
+    pub kind: PackageType,
+    #[serde(default)]
+    pub arch: Option<String>,
+    /// Source package (deb), origin (apk), source RPM name (rpm).
+    #[serde(default)]
+    pub source_name: Option<String>,
+    #[serde(default)]
+    pub source_version: Option<String>,
+    #[serde(default)]
+    pub licenses: Vec<String>,
+    /// Where the package's metadata was read (path in the image).
+    #[serde(default)]
+    pub locations: Vec<String>,
+    #[serde(default)]
+    pub purl: Option<String>,
+}
+
+/// The analysis of one image: its SBOM plus image metadata. Stored by image digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Analysis {
+    pub descriptor: ImageDescriptor,
+    #[serde(default)]
+    pub distro: Option<Distro>,
+    pub packages: Vec<Package>,
+    /// Number of entries in the squashed file system.
+    pub file_count: u64,
+    /// Sum of uncompressed layer sizes.
+    pub image_size: u64,
+    pub analyzed_at: UnixMillis,
+    pub analyzer_version: u32,
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+record!(Analysis, "analysis");
+
+/// `<prefix>.stage.match`: an analysis to match (scan) or re-match (feed update).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnalyzedImage {
+    /// `None` when the match was not asked for by a request (feed update).
+    #[serde(default)]
+    pub request: Option<RequestContext>,
+    pub image_digest: String,
+}
+record!(AnalyzedImage, "analyzed_image");
+
+/// Severity, ordered from least to most severe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub enum Severity {
+    Unknown,
+    Negligible,
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    /// Parse vendor wording (`unimportant`, `moderate`, `important`, CVSS rating names…).
+    pub fn parse_loose(s: &str) -> Severity {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "negligible" | "unimportant" | "none" => Severity::Negligible,
+            "low" | "minor" => Severity::Low,
+            "medium" | "moderate" => Severity::Medium,
+            "high" | "important" => Severity::High,
+            "critical" => Severity::Critical,
+            _ => Severity::Unknown,
+        }
+    }
+}
+
+/// Whether and how an advisory says a fix exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FixState {
+    /// A fixed version exists.
+    Fixed,
+    /// Affected, no fix yet.
+    NotFixed,
+    /// The vendor will not fix it (Debian no-dsa, ignored, postponed).
+    WontFix,
+    /// The vendor says the package is not affected.
+    NotAffected,
+}
+
+/// One affected-range statement of an advisory for one package in one namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AffectedRange {
+    /// Inclusive lower bound; `None` (or "0") means from the beginning.
+    #[serde(default)]
+    pub introduced: Option<String>,
+    /// Exclusive upper bound: the first fixed version.
+    #[serde(default)]
+    pub fixed: Option<String>,
+    /// Inclusive upper bound, when the source gives the last affected version instead.
+    #[serde(default)]
+    pub last_affected: Option<String>,
+}
+
+/// A normalised advisory for one package in one namespace. Stored by (namespace, package).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Advisory {
+    /// CVE-…, GHSA-…, ALSA-…, GO-…
+    pub id: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// `debian:12`, `alpine:3.19`, `osv:PyPI`, …
+    pub namespace: String,
+    /// Package name as the feed names it (Debian: source package).
+    pub package: String,
+    /// The feed that supplied it (`debian`, `alpine`, `osv`).
+    pub feed: String,
+    pub severity: Severity,
+    pub state: FixState,
+    /// Affected when any range contains the version (OR).
+    #[serde(default)]
+    pub ranges: Vec<AffectedRange>,
+    /// Explicitly listed affected versions.
+    #[serde(default)]
+    pub versions: Vec<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub urls: Vec<String>,
+    #[serde(default)]
+    pub published: Option<String>,
+    #[serde(default)]
+    pub modified: Option<String>,
+}
+record!(Advisory, "advisory");
+
+/// The package a finding is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PackageRef {
+    pub name: String,
+    pub version: String,
+    #[serde(rename = "type")]
+    pub kind: PackageType,
+    #[serde(default)]
+    pub location: Option<String>,
+}
+
+/// Why a finding matched, so that a user can audit it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MatchDetail {
+    pub namespace: String,
+    /// The name looked up (binary or source package).
+    pub searched_name: String,
+    /// `dpkg`, `apk`, …
+    pub comparator: String,
+    /// Human-readable constraint, e.g. `< 2.36-9+deb12u4`.
+    pub constraint: String,
+}
+
+/// One vulnerability in one package of an image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Finding {
+    pub vuln_id: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    pub severity: Severity,
+    pub package: PackageRef,
+    #[serde(default)]
+    pub fixed_in: Option<String>,
+    pub state: FixState,
+    pub feed: String,
+    pub matched: MatchDetail,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub urls: Vec<String>,
+}
+
+impl Finding {
+    /// Anchore's trigger id for vulnerability matches: `VULN+package`.
+    pub fn key(&self) -> String {
+        format!("{}+{}", self.vuln_id, self.package.name)
+    }
+}
+
+/// Vulnerabilities of one image. Stored by image digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VulnReport {
+    pub image_digest: String,
+    pub findings: Vec<Finding>,
+    /// Namespaces looked up that had advisory data.
+    #[serde(default)]
+    pub namespaces_with_data: Vec<String>,
+    pub matched_at: UnixMillis,
+}
+record!(VulnReport, "vuln_report");
+
+/// `<prefix>.stage.evaluate`: a matched image to evaluate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MatchedImage {
+    #[serde(default)]
+    pub request: Option<RequestContext>,
+    pub image_digest: String,
+    /// The change against the previously stored report, when there was one.
+    #[serde(default)]
+    pub diff: Option<VulnDiff>,
+}
+record!(MatchedImage, "matched_image");
+
+/// Added, updated and removed findings between two reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct VulnDiff {
+    pub added: Vec<Finding>,
+    pub updated: Vec<Finding>,
+    pub removed: Vec<Finding>,
+}
+
+impl VulnDiff {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.updated.is_empty() && self.removed.is_empty()
+    }
+}
+
+/// Policy action; the order is STOP < WARN < GO, as in Anchore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Action {
+    Stop,
+    Warn,
+    Go,
+}
+
+impl Action {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Action::Stop => "STOP",
+            Action::Warn => "WARN",
+            Action::Go => "GO",
+        }
+    }
+}
+
+/// One trigger match of a policy rule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyFinding {
+    pub gate: String,
+    pub trigger: String,
+    pub trigger_id: String,
+    pub message: String,
+    pub action: Action,
+    pub policy_id: String,
+    pub rule_id: String,
+    #[serde(default)]
+    pub allowlisted: bool,
+    #[serde(default)]
+    pub allowlist_id: Option<String>,
+}
+
+/// The result of evaluating one image against one bundle. Stored per image and tag as history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub image_digest: String,
+    pub tag: String,
+    pub bundle_id: String,
+    pub policy_ids: Vec<String>,
+    pub final_action: Action,
+    /// `policy_evaluation`, `blacklisted`, `whitelisted`, `no_mappings`, `no_match`, `bundle_error`.
+    pub final_action_reason: String,
+    pub findings: Vec<PolicyFinding>,
+    pub evaluated_at: UnixMillis,
+}
+record!(Evaluation, "evaluation");
+
+/// `<prefix>.stage.notify`: an evaluated image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EvaluatedImage {
+    #[serde(default)]
+    pub request: Option<RequestContext>,
+    pub image_digest: String,
+    pub evaluation: Evaluation,
+    /// Final action of the previously stored evaluation for the same tag.
+    #[serde(default)]
+    pub previous_action: Option<Action>,
+    #[serde(default)]
+    pub diff: Option<VulnDiff>,
+}
+record!(EvaluatedImage, "evaluated_image");
+
+/// What kind of error ended a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The request itself is malformed (bad source, bad policy).
+    InvalidRequest,
+    NotFound,
+    Unauthorized,
+    RateLimited,
+    /// The registry or feed server failed (5xx, connection reset).
+    Upstream,
+    DigestMismatch,
+    /// Manifest, config or layer content is malformed.
+    MalformedImage,
+    LimitExceeded,
+    Unsupported,
+    Store,
+    Timeout,
+    Internal,
+}
+
+impl FailureKind {
+    /// Whether a retry may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            FailureKind::RateLimited
+                | FailureKind::Upstream
+                | FailureKind::Store
+                | FailureKind::Timeout
+                | FailureKind::Internal
+        )
+    }
+}
+
+/// Why a request failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Failure {
+    pub stage: StageName,
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+/// `<prefix>.stage.notify`: a request that failed in some stage, routed to notify so
+/// that it ends in a result and an `analysis_update`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StageFailed {
+    pub request: RequestContext,
+    pub failure: Failure,
+    #[serde(default)]
+    pub image_digest: Option<String>,
+}
+record!(StageFailed, "stage_failed");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ScanStatus {
+    Succeeded,
+    Failed,
+}
+
+/// Counts a requester sees without loading the full report.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ScanSummary {
+    pub packages: u64,
+    pub vulnerabilities: u64,
+    /// Count per severity name.
+    pub by_severity: BTreeMap<String, u64>,
+    pub final_action: Option<Action>,
+    pub distro: Option<String>,
+}
+
+/// `<prefix>.result.<request_id>`: how a request ended. Stored by request id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScanResult {
+    pub request_id: String,
+    pub status: ScanStatus,
+    pub source: String,
+    #[serde(default)]
+    pub image_digest: Option<String>,
+    #[serde(default)]
+    pub tag: Option<String>,
+    #[serde(default)]
+    pub summary: Option<ScanSummary>,
+    #[serde(default)]
+    pub failure: Option<Failure>,
+    pub completed_at: UnixMillis,
+}
+record!(ScanResult, "scan_result");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotificationKind {
+    TagUpdate,
+    AnalysisUpdate,
+    VulnUpdate,
+    PolicyEval,
+}
+
+impl NotificationKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            NotificationKind::TagUpdate => "tag_update",
+            NotificationKind::AnalysisUpdate => "analysis_update",
+            NotificationKind::VulnUpdate => "vuln_update",
+            NotificationKind::PolicyEval => "policy_eval",
+        }
+    }
+}
+
+/// What changed, by notification kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum NotificationPayload {
+    TagUpdate {
+        previous_digests: Vec<String>,
+        current_digest: String,
+    },
+    AnalysisUpdate {
+        /// `analyzed` or `analysis_failed`.
+        status: String,
+        #[serde(default)]
+        failure: Option<Failure>,
+    },
+    VulnUpdate {
+        diff: VulnDiff,
+    },
+    PolicyEval {
+        previous_action: Option<Action>,
+        current_action: Action,
+        policy_id: String,
+    },
+}
+
+/// `<prefix>.notify.<kind>`: something a subscriber should hear about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Notification {
+    /// Content-derived id, also the `Nats-Msg-Id`.
+    pub id: String,
+    pub kind: NotificationKind,
+    /// The full tag (or source) the notification is about.
+    pub subscription_key: String,
+    #[serde(default)]
+    pub image_digest: Option<String>,
+    #[serde(default)]
+    pub request_id: Option<String>,
+    pub payload: NotificationPayload,
+    pub created_at: UnixMillis,
+}
+record!(Notification, "notification");
+
+/// A package key whose advisories changed.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct PackageKey {
+    pub namespace: String,
+    pub package: String,
+}
+
+/// `<prefix>.feeds.updated`: the result of one feed sync.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedDelta {
+    pub feed: String,
+    pub sync_id: String,
+    pub changed: Vec<PackageKey>,
+    pub synced_at: UnixMillis,
+}
+record!(FeedDelta, "feed_delta");
+
+/// `<prefix>.feeds.sync`: ask the feeds stage to sync now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct FeedSyncRequest {
+    /// Feed names; empty means all configured feeds.
+    #[serde(default)]
+    pub feeds: Vec<String>,
+}
+record!(FeedSyncRequest, "feed_sync_request");
+
+/// Sync state of one feed. Stored by feed name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct FeedState {
+    pub feed: String,
+    pub url: String,
+    #[serde(default)]
+    pub etag: Option<String>,
+    #[serde(default)]
+    pub last_modified: Option<String>,
+    /// sha256 of the last content ingested.
+    #[serde(default)]
+    pub content_hash: Option<String>,
+    pub last_sync: UnixMillis,
+    pub record_count: u64,
+    /// Records per namespace.
+    #[serde(default)]
+    pub namespaces: BTreeMap<String, u64>,
+}
+record!(FeedState, "feed_state");
+
+/// `<prefix>.dlq.<stage>`: a message given up on, with the error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub stage: StageName,
+    pub subject: String,
+    pub deliveries: u64,
+    pub error: String,
+    #[serde(with = "serde_bytes")]
+    pub payload: Vec<u8>,
+    pub failed_at: UnixMillis,
+}
+record!(DeadLetter, "dead_letter");
+
+/// A stored policy bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredBundle {
+    pub id: String,
+    pub name: String,
+    /// The bundle JSON as submitted.
+    pub json: String,
+    pub active: bool,
+    pub created_at: UnixMillis,
+}
+record!(StoredBundle, "stored_bundle");
+
+/// `<prefix>.policy.updated`: the active bundle changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyUpdated {
+    pub bundle_id: String,
+    pub updated_at: UnixMillis,
+}
+record!(PolicyUpdated, "policy_updated");

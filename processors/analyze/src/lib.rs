@@ -1,0 +1,1 @@
+//! vigil analyze stage (to be written)

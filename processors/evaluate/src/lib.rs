@@ -1,0 +1,1 @@
+//! vigil evaluate stage (to be written)

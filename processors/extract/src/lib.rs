@@ -1,0 +1,1 @@
+//! vigil extract stage (to be written)

@@ -1,0 +1,1 @@
+//! vigil feeds stage (to be written)

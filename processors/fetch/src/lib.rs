@@ -1,0 +1,1 @@
+//! vigil fetch stage (to be written)

@@ -1,0 +1,1 @@
+//! vigil match stage (to be written)

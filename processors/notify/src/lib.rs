@@ -1,0 +1,1 @@
+//! vigil notify stage (to be written)

@@ -1,0 +1,1 @@
+//! ScyllaDB backend (to be written).

