@@ -142,7 +142,6 @@ impl Subjects {
         match stage {
             StageName::Fetch => vec![Subject::ScanRequest],
             StageName::Match => vec![Subject::Stage(StageName::Match), Subject::FeedsUpdated],
-            StageName::Evaluate => vec![Subject::Stage(StageName::Evaluate), Subject::PolicyUpdated],
             StageName::Feeds => vec![Subject::FeedsSync],
             other => vec![Subject::Stage(other)],
         }
