@@ -12,6 +12,7 @@
 
 pub mod blobs;
 pub mod config;
+pub mod failure;
 pub mod inprocess;
 pub mod jetstream;
 pub mod stage;
