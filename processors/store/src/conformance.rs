@@ -1,1 +1,1061 @@
-//! The conformance suite every backend must pass (filled in below).
+//! The conformance suite every backend must pass.
+//!
+//! [`run_backend`] exercises the six raw [`Backend`] methods on every table;
+//! [`run_typed`] exercises every method of the typed [`Store`]; [`run_all`] runs both.
+//! Failures panic with a message naming the broken behaviour, so the suite is meant to
+//! be called from tests:
+//!
+//! ```no_run
+//! # async fn f() {
+//! let dir = std::env::temp_dir().join("vigil-conformance.redb");
+//! let store = vigil_store::Store::open_embedded(&dir).unwrap();
+//! vigil_store::conformance::run_all(&store).await;
+//! # }
+//! ```
+//!
+//! Every run uses keys with a fresh random prefix, so one database (a shared ScyllaDB
+//! keyspace) can be reused across runs. The few global partitions of the store
+//! (feed states, bundles, the active bundle) are checked only for this run's ids.
+
+use std::collections::BTreeMap;
+
+use vigil_contracts::codec;
+use vigil_contracts::Advisory;
+use vigil_contracts::{
+    Action, AffectedRange, Analysis, Compression, Distro, EntryKind, Evaluation, Failure,
+    FailureKind, FeedState, FileEntry, Finding, FixState, ImageConfig, ImageDescriptor, ImageRef,
+    KeptFile, LayerIndex, LayerRef, MatchDetail, Notification, NotificationKind,
+    NotificationPayload, Package, PackageKey, PackageRef, PackageType, PolicyFinding, ScanResult,
+    ScanStatus, ScanSummary, Severity, SourceKind, StageName, StoredBundle, VulnDiff, VulnReport,
+};
+
+use crate::backend::{Backend, Table, Write};
+use crate::{Store, StoreError};
+
+/// Run the raw backend part and the typed part.
+pub async fn run_all(store: &Store) {
+    run_backend(store.backend().as_ref()).await;
+    run_typed(store).await;
+}
+
+fn run_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+fn ok<T>(what: &str, r: Result<T, StoreError>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => panic!("{what}: unexpected error: {e}"),
+    }
+}
+
+// ---- raw backend ---------------------------------------------------------------------
+
+/// Exercise every method of a raw backend, on every table.
+pub async fn run_backend(b: &dyn Backend) {
+    let x = format!("cf-{}-", run_id());
+    backend_every_table(b, &x).await;
+    backend_put_get_overwrite(b, &x).await;
+    backend_put_if_absent(b, &x).await;
+    backend_list_one_partition(b, &x).await;
+    backend_list_pages(b, &x).await;
+    backend_delete(b, &x).await;
+    backend_write_batch(b, &x).await;
+}
+
+/// Every logical table exists, and tables are independent namespaces.
+async fn backend_every_table(b: &dyn Backend, x: &str) {
+    let p = format!("{x}tables");
+    for (i, t) in Table::ALL.iter().enumerate() {
+        ok("put", b.put(*t, &p, "", vec![i as u8, 0xff]).await);
+    }
+    for (i, t) in Table::ALL.iter().enumerate() {
+        assert_eq!(
+            ok("get", b.get(*t, &p, "").await),
+            Some(vec![i as u8, 0xff]),
+            "table {} must hold its own value for the same key",
+            t.name()
+        );
+        ok("delete", b.delete(*t, &p, "").await);
+        assert_eq!(
+            ok("get", b.get(*t, &p, "").await),
+            None,
+            "delete in {} must remove the row",
+            t.name()
+        );
+    }
+}
+
+async fn backend_put_get_overwrite(b: &dyn Backend, x: &str) {
+    let t = Table::Analysis;
+    let p = format!("{x}pgo");
+    assert_eq!(
+        ok("get", b.get(t, &p, "").await),
+        None,
+        "absent key must read None"
+    );
+    ok("put", b.put(t, &p, "", vec![1, 2, 3]).await);
+    assert_eq!(ok("get", b.get(t, &p, "").await), Some(vec![1, 2, 3]));
+    ok("put", b.put(t, &p, "", vec![0, 0xff, 0, 7]).await);
+    assert_eq!(
+        ok("get", b.get(t, &p, "").await),
+        Some(vec![0, 0xff, 0, 7]),
+        "put must overwrite"
+    );
+    // An empty value is a value, not an absence.
+    ok("put", b.put(t, &p, "empty", Vec::new()).await);
+    assert_eq!(ok("get", b.get(t, &p, "empty").await), Some(Vec::new()));
+    // Sort keys are exact: "" and "empty" are different rows, and no other sort matches.
+    assert_eq!(ok("get", b.get(t, &p, "").await), Some(vec![0, 0xff, 0, 7]));
+    assert_eq!(ok("get", b.get(t, &p, "emp").await), None);
+    assert_eq!(ok("get", b.get(t, &format!("{p}x"), "").await), None);
+}
+
+async fn backend_put_if_absent(b: &dyn Backend, x: &str) {
+    let t = Table::ScanResult;
+    let p = format!("{x}pia");
+    assert!(
+        ok("put_if_absent", b.put_if_absent(t, &p, "", vec![1]).await),
+        "first put_if_absent must write"
+    );
+    assert!(
+        !ok("put_if_absent", b.put_if_absent(t, &p, "", vec![2]).await),
+        "second put_if_absent must not write"
+    );
+    assert_eq!(
+        ok("get", b.get(t, &p, "").await),
+        Some(vec![1]),
+        "put_if_absent must keep the first value"
+    );
+    // Another sort key of the same partition is a different row.
+    assert!(ok(
+        "put_if_absent",
+        b.put_if_absent(t, &p, "other", vec![3]).await
+    ));
+    assert_eq!(ok("get", b.get(t, &p, "other").await), Some(vec![3]));
+}
+
+async fn backend_list_one_partition(b: &dyn Backend, x: &str) {
+    let t = Table::Notification;
+    let a = format!("{x}a");
+    let neighbours = [
+        format!("{x}a|b"),
+        format!("{x}ab"),
+        x.to_string(),
+        format!("{x}a "),
+    ];
+    for n in &neighbours {
+        ok("put", b.put(t, n, "", b"neighbour".to_vec()).await);
+        ok("put", b.put(t, n, "m", b"neighbour".to_vec()).await);
+        ok("put", b.put(t, n, "zz", b"neighbour".to_vec()).await);
+    }
+    // Written out of order; includes "", a separator, a prefix pair and a non-ASCII key.
+    let sorts = ["m", "b", "", "a|z", "a", "zz", "é", "a0", "B"];
+    for (i, s) in sorts.iter().enumerate() {
+        ok("put", b.put(t, &a, s, vec![i as u8]).await);
+    }
+    let got = ok("list", b.list(t, &a).await);
+    let mut want: Vec<(String, Vec<u8>)> = sorts
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.to_string(), vec![i as u8]))
+        .collect();
+    want.sort_by(|l, r| l.0.cmp(&r.0));
+    assert_eq!(
+        got, want,
+        "list must return exactly the partition's rows, ordered by sort key (byte order)"
+    );
+    for n in &neighbours {
+        let rows = ok("list", b.list(t, n).await);
+        let keys: Vec<&str> = rows.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            keys,
+            ["", "m", "zz"],
+            "neighbour partition {n:?} must be listed alone"
+        );
+    }
+    assert!(
+        ok("list", b.list(t, &format!("{x}none")).await).is_empty(),
+        "an absent partition lists empty"
+    );
+    // Same partition name in another table is not listed.
+    assert!(ok("list", b.list(Table::Meta, &a).await).is_empty());
+}
+
+/// A partition larger than one page of a paged backend is listed whole, in order.
+async fn backend_list_pages(b: &dyn Backend, x: &str) {
+    let t = Table::PackageImages;
+    let p = format!("{x}big");
+    const N: usize = 2_345;
+    let mut batch = Vec::new();
+    // Insert in reverse order, in batches.
+    for i in (0..N).rev() {
+        batch.push(Write::Put {
+            table: t,
+            partition: p.clone(),
+            sort: format!("sha256:{i:06}"),
+            value: (i as u32).to_be_bytes().to_vec(),
+        });
+        if batch.len() == 100 {
+            ok(
+                "write_batch",
+                b.write_batch(std::mem::take(&mut batch)).await,
+            );
+        }
+    }
+    ok("write_batch", b.write_batch(batch).await);
+    let rows = ok("list", b.list(t, &p).await);
+    assert_eq!(
+        rows.len(),
+        N,
+        "list must return every row of a large partition"
+    );
+    for (i, (s, v)) in rows.iter().enumerate() {
+        assert_eq!(s, &format!("sha256:{i:06}"), "row {i} out of order");
+        assert_eq!(v, &(i as u32).to_be_bytes().to_vec());
+    }
+}
+
+async fn backend_delete(b: &dyn Backend, x: &str) {
+    let t = Table::Advisories;
+    let p = format!("{x}del");
+    ok("put", b.put(t, &p, "a", vec![1]).await);
+    ok("put", b.put(t, &p, "b", vec![2]).await);
+    ok("delete", b.delete(t, &p, "a").await);
+    assert_eq!(
+        ok("get", b.get(t, &p, "a").await),
+        None,
+        "delete must remove the row"
+    );
+    assert_eq!(
+        ok("get", b.get(t, &p, "b").await),
+        Some(vec![2]),
+        "delete must not touch other rows"
+    );
+    assert_eq!(
+        ok("list", b.list(t, &p).await),
+        vec![("b".to_string(), vec![2])]
+    );
+    // Deleting an absent row is not an error.
+    ok("delete absent", b.delete(t, &p, "a").await);
+    ok(
+        "delete absent",
+        b.delete(t, &format!("{x}nowhere"), "").await,
+    );
+    // A deleted row can be written again.
+    ok("put", b.put(t, &p, "a", vec![3]).await);
+    assert_eq!(ok("get", b.get(t, &p, "a").await), Some(vec![3]));
+    // put_if_absent sees a deleted row as absent.
+    ok("delete", b.delete(Table::ScanResult, &p, "").await);
+    assert!(ok(
+        "put_if_absent",
+        b.put_if_absent(Table::ScanResult, &p, "", vec![9]).await
+    ));
+}
+
+async fn backend_write_batch(b: &dyn Backend, x: &str) {
+    let p1 = format!("{x}wb1");
+    let p2 = format!("{x}wb2");
+    ok("put", b.put(Table::ImageKeys, &p1, "old", vec![1]).await);
+    ok(
+        "put",
+        b.put(Table::PackageImages, &p2, "old", vec![1]).await,
+    );
+    ok(
+        "put",
+        b.put(Table::PackageImages, &p2, "keep", vec![5]).await,
+    );
+    // Mix puts and deletes over two tables and partitions (distinct keys: the order of
+    // writes to one key inside a batch is not defined on every backend).
+    let writes = vec![
+        Write::Delete {
+            table: Table::ImageKeys,
+            partition: p1.clone(),
+            sort: "old".into(),
+        },
+        Write::Put {
+            table: Table::ImageKeys,
+            partition: p1.clone(),
+            sort: "new".into(),
+            value: vec![2],
+        },
+        Write::Put {
+            table: Table::PackageImages,
+            partition: p2.clone(),
+            sort: "new".into(),
+            value: vec![3],
+        },
+        Write::Delete {
+            table: Table::PackageImages,
+            partition: p2.clone(),
+            sort: "old".into(),
+        },
+        Write::Put {
+            table: Table::PackageImages,
+            partition: p2.clone(),
+            sort: "keep".into(),
+            value: vec![6],
+        },
+        Write::Delete {
+            table: Table::PackageImages,
+            partition: p2.clone(),
+            sort: "never-written".into(),
+        },
+    ];
+    ok("write_batch", b.write_batch(writes).await);
+    assert_eq!(
+        ok("list", b.list(Table::ImageKeys, &p1).await),
+        vec![("new".to_string(), vec![2])]
+    );
+    assert_eq!(
+        ok("list", b.list(Table::PackageImages, &p2).await),
+        vec![("keep".to_string(), vec![6]), ("new".to_string(), vec![3])],
+        "write_batch must apply every put (including overwrites) and delete"
+    );
+    ok("empty write_batch", b.write_batch(Vec::new()).await);
+    assert_eq!(ok("list", b.list(Table::PackageImages, &p2).await).len(), 2);
+}
+
+// ---- typed store ---------------------------------------------------------------------
+
+/// Exercise every method of the typed store.
+pub async fn run_typed(store: &Store) {
+    let x = format!("cf-{}-", run_id());
+    typed_layer_index(store, &x).await;
+    typed_analysis(store, &x).await;
+    typed_wrong_kind(store, &x).await;
+    typed_reverse_index(store, &x).await;
+    typed_advisories(store, &x).await;
+    typed_feed_states(store, &x).await;
+    typed_vuln_report(store, &x).await;
+    typed_bundles(store, &x).await;
+    typed_evaluations(store, &x).await;
+    typed_scan_result(store, &x).await;
+    typed_notifications(store, &x).await;
+}
+
+fn key(ns: &str, pkg: &str) -> PackageKey {
+    PackageKey {
+        namespace: ns.to_string(),
+        package: pkg.to_string(),
+    }
+}
+
+/// A sample layer index.
+pub fn sample_layer_index(digest: &str, extractor_version: u32) -> LayerIndex {
+    LayerIndex {
+        layer_digest: digest.to_string(),
+        entries: vec![
+            FileEntry {
+                path: "/etc".into(),
+                kind: EntryKind::Dir,
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+                size: 0,
+                link: None,
+            },
+            FileEntry {
+                path: "/etc/os-release".into(),
+                kind: EntryKind::File,
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                size: 21,
+                link: None,
+            },
+            FileEntry {
+                path: "/bin/sh".into(),
+                kind: EntryKind::Symlink,
+                mode: 0o777,
+                uid: 0,
+                gid: 0,
+                size: 0,
+                link: Some("busybox".into()),
+            },
+        ],
+        kept: vec![KeptFile {
+            path: "/etc/os-release".into(),
+            content: b"ID=debian\nVERSION_ID=12\n\x00\xff".to_vec(),
+            truncated: false,
+        }],
+        uncompressed_size: 10_240,
+        extractor_version,
+        warnings: vec!["odd entry".into()],
+    }
+}
+
+/// A sample analysis of `digest`.
+pub fn sample_analysis(digest: &str) -> Analysis {
+    let mut labels = BTreeMap::new();
+    labels.insert("maintainer".to_string(), "vigil".to_string());
+    Analysis {
+        descriptor: ImageDescriptor {
+            image: ImageRef {
+                source_kind: SourceKind::Registry,
+                name: "registry.example/app".into(),
+                tag: Some("1.0".into()),
+                digest: digest.to_string(),
+                index_digest: Some("sha256:index".into()),
+                config_digest: "sha256:config".into(),
+                platform: "linux/amd64".into(),
+            },
+            config: ImageConfig {
+                os: "linux".into(),
+                architecture: "amd64".into(),
+                user: Some("1000".into()),
+                exposed_ports: vec!["8080/tcp".into()],
+                env: vec!["PATH=/usr/bin".into()],
+                cmd: vec!["/app".into()],
+                labels,
+                diff_ids: vec!["sha256:diff".into()],
+                ..Default::default()
+            },
+            layers: vec![LayerRef {
+                digest: "sha256:layer".into(),
+                diff_id: Some("sha256:diff".into()),
+                media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+                size: 1234,
+                compression: Compression::Gzip,
+            }],
+        },
+        distro: Some(Distro {
+            id: "debian".into(),
+            version_id: Some("12".into()),
+            codename: Some("bookworm".into()),
+            id_like: vec![],
+            pretty_name: Some("Debian GNU/Linux 12 (bookworm)".into()),
+        }),
+        packages: vec![Package {
+            name: "libc6".into(),
+            version: "2.36-9+deb12u3".into(),
+            kind: PackageType::Deb,
+            arch: Some("amd64".into()),
+            source_name: Some("glibc".into()),
+            source_version: None,
+            licenses: vec!["LGPL-2.1".into()],
+            locations: vec!["/var/lib/dpkg/status".into()],
+            purl: Some("pkg:deb/debian/libc6@2.36-9+deb12u3".into()),
+        }],
+        file_count: 3,
+        image_size: 10_240,
+        analyzed_at: 1_700_000_000_000,
+        analyzer_version: 1,
+        warnings: vec![],
+    }
+}
+
+/// A sample advisory.
+pub fn sample_advisory(id: &str, k: &PackageKey, severity: Severity) -> Advisory {
+    Advisory {
+        id: id.to_string(),
+        aliases: vec![format!("ALIAS-{id}")],
+        namespace: k.namespace.clone(),
+        package: k.package.clone(),
+        feed: "debian".into(),
+        severity,
+        state: FixState::Fixed,
+        ranges: vec![AffectedRange {
+            introduced: None,
+            fixed: Some("2.36-9+deb12u4".into()),
+            last_affected: None,
+        }],
+        versions: vec![],
+        description: Some("a bug".into()),
+        urls: vec!["https://security-tracker.debian.org/".into()],
+        published: Some("2024-01-01".into()),
+        modified: None,
+    }
+}
+
+fn sample_finding(id: &str) -> Finding {
+    Finding {
+        vuln_id: id.to_string(),
+        aliases: vec![],
+        severity: Severity::High,
+        package: PackageRef {
+            name: "libc6".into(),
+            version: "2.36-9+deb12u3".into(),
+            kind: PackageType::Deb,
+            location: Some("/var/lib/dpkg/status".into()),
+        },
+        fixed_in: Some("2.36-9+deb12u4".into()),
+        state: FixState::Fixed,
+        feed: "debian".into(),
+        matched: MatchDetail {
+            namespace: "debian:12".into(),
+            searched_name: "glibc".into(),
+            comparator: "dpkg".into(),
+            constraint: "< 2.36-9+deb12u4".into(),
+        },
+        description: None,
+        urls: vec![],
+    }
+}
+
+/// A sample evaluation.
+pub fn sample_evaluation(digest: &str, tag: &str, at: i64, action: Action) -> Evaluation {
+    Evaluation {
+        image_digest: digest.to_string(),
+        tag: tag.to_string(),
+        bundle_id: "default".into(),
+        policy_ids: vec!["p1".into()],
+        final_action: action,
+        final_action_reason: "policy_evaluation".into(),
+        findings: vec![PolicyFinding {
+            gate: "vulnerabilities".into(),
+            trigger: "package".into(),
+            trigger_id: "CVE-1+libc6".into(),
+            message: format!("evaluated at {at}"),
+            action,
+            policy_id: "p1".into(),
+            rule_id: "r1".into(),
+            allowlisted: false,
+            allowlist_id: None,
+        }],
+        evaluated_at: at,
+    }
+}
+
+async fn typed_layer_index(s: &Store, x: &str) {
+    let d = format!("sha256:{x}layer");
+    assert_eq!(ok("get_layer_index", s.get_layer_index(&d).await), None);
+    assert!(!ok("has_layer_index", s.has_layer_index(&d, 1).await));
+    let idx = sample_layer_index(&d, 3);
+    ok("put_layer_index", s.put_layer_index(&idx).await);
+    assert_eq!(
+        ok("get_layer_index", s.get_layer_index(&d).await),
+        Some(idx.clone()),
+        "layer index must round-trip"
+    );
+    assert!(ok("has_layer_index", s.has_layer_index(&d, 3).await));
+    assert!(
+        !ok("has_layer_index", s.has_layer_index(&d, 4).await),
+        "an index from another extractor version does not count"
+    );
+    assert!(!ok("has_layer_index", s.has_layer_index(&d, 2).await));
+    let newer = sample_layer_index(&d, 4);
+    ok("put_layer_index", s.put_layer_index(&newer).await);
+    assert!(ok("has_layer_index", s.has_layer_index(&d, 4).await));
+    assert!(!ok("has_layer_index", s.has_layer_index(&d, 3).await));
+}
+
+async fn typed_analysis(s: &Store, x: &str) {
+    let d = format!("sha256:{x}image");
+    assert_eq!(ok("get_analysis", s.get_analysis(&d).await), None);
+    let mut a = sample_analysis(&d);
+    ok("put_analysis", s.put_analysis(&a).await);
+    assert_eq!(
+        ok("get_analysis", s.get_analysis(&d).await),
+        Some(a.clone())
+    );
+    a.analyzer_version = 2;
+    a.packages.clear();
+    ok("put_analysis", s.put_analysis(&a).await);
+    assert_eq!(
+        ok("get_analysis", s.get_analysis(&d).await),
+        Some(a),
+        "put_analysis must overwrite"
+    );
+    let other = format!("sha256:{x}image2");
+    assert_eq!(ok("get_analysis", s.get_analysis(&other).await), None);
+}
+
+/// A stored record of the wrong kind is a codec error, not a silent misread.
+async fn typed_wrong_kind(s: &Store, x: &str) {
+    let d = format!("sha256:{x}wrongkind");
+    let report = VulnReport {
+        image_digest: d.clone(),
+        findings: vec![],
+        namespaces_with_data: vec![],
+        matched_at: 1,
+    };
+    let bytes = codec::encode(&report).expect("encode");
+    ok("put", s.backend().put(Table::Analysis, &d, "", bytes).await);
+    match s.get_analysis(&d).await {
+        Err(StoreError::Codec { table, key, .. }) => {
+            assert_eq!(table, "analysis");
+            assert_eq!(key, d);
+        }
+        other => panic!("a record of another kind must be a Codec error, got {other:?}"),
+    }
+    ok(
+        "put",
+        s.backend()
+            .put(Table::Analysis, &d, "", b"not msgpack".to_vec())
+            .await,
+    );
+    assert!(matches!(
+        s.get_analysis(&d).await,
+        Err(StoreError::Codec { .. })
+    ));
+    ok("delete", s.backend().delete(Table::Analysis, &d, "").await);
+}
+
+async fn typed_reverse_index(s: &Store, x: &str) {
+    let ns = format!("{x}debian:12");
+    let k1 = key(&ns, "a");
+    let k2 = key(&ns, "a|b");
+    let k3 = key(&ns, "ab");
+    let img_a = format!("sha256:{x}a");
+    let img_b = format!("sha256:{x}b");
+
+    for k in [&k1, &k2, &k3] {
+        assert!(ok("images_for_key", s.images_for_key(k).await).is_empty());
+    }
+    ok(
+        "index",
+        s.index_image_keys(&img_a, &[k1.clone(), k2.clone()]).await,
+    );
+    ok(
+        "index",
+        s.index_image_keys(&img_b, std::slice::from_ref(&k2)).await,
+    );
+    assert_eq!(
+        ok("images_for_key", s.images_for_key(&k1).await),
+        vec![img_a.clone()]
+    );
+    assert_eq!(
+        ok("images_for_key", s.images_for_key(&k2).await),
+        vec![img_a.clone(), img_b.clone()],
+        "images_for_key lists every image, sorted"
+    );
+    assert!(
+        ok("images_for_key", s.images_for_key(&k3).await).is_empty(),
+        "a key sharing a prefix must not see another key's images"
+    );
+    // Forward side.
+    let fwd: Vec<String> = ok("list", s.backend().list(Table::ImageKeys, &img_a).await)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(fwd, vec![format!("{ns}|a"), format!("{ns}|a|b")]);
+
+    // Re-indexing replaces the set: k1 dropped, k3 added, k2 kept.
+    ok(
+        "index",
+        s.index_image_keys(&img_a, &[k2.clone(), k3.clone(), k2.clone()])
+            .await,
+    );
+    assert!(
+        ok("images_for_key", s.images_for_key(&k1).await).is_empty(),
+        "a dropped key must no longer list the image"
+    );
+    assert_eq!(
+        ok("images_for_key", s.images_for_key(&k2).await),
+        vec![img_a.clone(), img_b.clone()]
+    );
+    assert_eq!(
+        ok("images_for_key", s.images_for_key(&k3).await),
+        vec![img_a.clone()]
+    );
+    // Same set again changes nothing.
+    ok(
+        "index",
+        s.index_image_keys(&img_a, &[k3.clone(), k2.clone()]).await,
+    );
+    assert_eq!(
+        ok("images_for_key", s.images_for_key(&k3).await),
+        vec![img_a.clone()]
+    );
+
+    // An empty set removes the image everywhere.
+    ok("index", s.index_image_keys(&img_a, &[]).await);
+    assert_eq!(
+        ok("images_for_key", s.images_for_key(&k2).await),
+        vec![img_b.clone()]
+    );
+    assert!(ok("images_for_key", s.images_for_key(&k3).await).is_empty());
+    assert!(ok("list", s.backend().list(Table::ImageKeys, &img_a).await).is_empty());
+    ok("index", s.index_image_keys(&img_b, &[]).await);
+    assert!(ok("images_for_key", s.images_for_key(&k2).await).is_empty());
+}
+
+async fn typed_advisories(s: &Store, x: &str) {
+    let k = key(&format!("{x}debian:12"), "glibc");
+    let neighbour = key(&format!("{x}debian:12"), "glibc|x");
+    assert!(ok("get_advisories", s.get_advisories(&k).await).is_empty());
+    assert!(
+        !ok("replace", s.replace_advisories(&k, &[]).await),
+        "replacing nothing with nothing is no change"
+    );
+    let a1 = sample_advisory("CVE-2024-0002", &k, Severity::High);
+    let a2 = sample_advisory("CVE-2024-0001", &k, Severity::Low);
+    let n1 = sample_advisory("CVE-2024-0003", &neighbour, Severity::Low);
+    ok(
+        "replace",
+        s.replace_advisories(&neighbour, std::slice::from_ref(&n1))
+            .await,
+    );
+
+    assert!(ok(
+        "replace",
+        s.replace_advisories(&k, &[a1.clone(), a2.clone()]).await
+    ));
+    assert_eq!(
+        ok("get_advisories", s.get_advisories(&k).await),
+        vec![a2.clone(), a1.clone()],
+        "advisories are listed by id and only for their key"
+    );
+    assert!(
+        !ok(
+            "replace",
+            s.replace_advisories(&k, &[a2.clone(), a1.clone()]).await
+        ),
+        "identical advisories are no change"
+    );
+    let mut a1b = a1.clone();
+    a1b.severity = Severity::Critical;
+    assert!(
+        ok(
+            "replace",
+            s.replace_advisories(&k, &[a1b.clone(), a2.clone()]).await
+        ),
+        "a changed advisory is a change"
+    );
+    assert_eq!(
+        ok("get_advisories", s.get_advisories(&k).await),
+        vec![a2.clone(), a1b.clone()]
+    );
+    assert!(
+        ok("replace", s.replace_advisories(&k, &[a1b.clone()]).await),
+        "a dropped advisory is a change"
+    );
+    assert_eq!(
+        ok("get_advisories", s.get_advisories(&k).await),
+        vec![a1b.clone()],
+        "a dropped advisory id must be removed"
+    );
+    assert!(ok("replace", s.replace_advisories(&k, &[]).await));
+    assert!(ok("get_advisories", s.get_advisories(&k).await).is_empty());
+    assert_eq!(
+        ok("get_advisories", s.get_advisories(&neighbour).await),
+        vec![n1],
+        "another key's advisories are untouched"
+    );
+}
+
+async fn typed_feed_states(s: &Store, x: &str) {
+    let f1 = format!("{x}debian");
+    let f2 = format!("{x}alpine");
+    assert_eq!(ok("get_feed_state", s.get_feed_state(&f1).await), None);
+    let mut namespaces = BTreeMap::new();
+    namespaces.insert("debian:12".to_string(), 10);
+    let mut s1 = FeedState {
+        feed: f1.clone(),
+        url: "https://security-tracker.debian.org/tracker/data/json".into(),
+        etag: Some("\"abc\"".into()),
+        last_modified: None,
+        content_hash: Some("00ff".into()),
+        last_sync: 1000,
+        record_count: 10,
+        namespaces,
+    };
+    let s2 = FeedState {
+        feed: f2.clone(),
+        url: "https://secdb.alpinelinux.org/".into(),
+        last_sync: 2000,
+        record_count: 5,
+        ..Default::default()
+    };
+    ok("put_feed_state", s.put_feed_state(&s1).await);
+    ok("put_feed_state", s.put_feed_state(&s2).await);
+    assert_eq!(
+        ok("get_feed_state", s.get_feed_state(&f1).await),
+        Some(s1.clone())
+    );
+    s1.last_sync = 3000;
+    s1.etag = None;
+    ok("put_feed_state", s.put_feed_state(&s1).await);
+    let mine: Vec<FeedState> = ok("list_feed_states", s.list_feed_states().await)
+        .into_iter()
+        .filter(|f| f.feed.starts_with(x))
+        .collect();
+    assert_eq!(
+        mine,
+        vec![s2, s1],
+        "feed states are listed once each, by name, with the latest write"
+    );
+}
+
+async fn typed_vuln_report(s: &Store, x: &str) {
+    let d = format!("sha256:{x}vulns");
+    assert_eq!(ok("get_vuln_report", s.get_vuln_report(&d).await), None);
+    let mut r = VulnReport {
+        image_digest: d.clone(),
+        findings: vec![
+            sample_finding("CVE-2024-0001"),
+            sample_finding("CVE-2024-0002"),
+        ],
+        namespaces_with_data: vec!["debian:12".into()],
+        matched_at: 42,
+    };
+    ok("put_vuln_report", s.put_vuln_report(&r).await);
+    assert_eq!(
+        ok("get_vuln_report", s.get_vuln_report(&d).await),
+        Some(r.clone())
+    );
+    r.findings.pop();
+    r.matched_at = 43;
+    ok("put_vuln_report", s.put_vuln_report(&r).await);
+    assert_eq!(ok("get_vuln_report", s.get_vuln_report(&d).await), Some(r));
+}
+
+async fn typed_bundles(s: &Store, x: &str) {
+    let id1 = format!("{x}bundle1");
+    let id2 = format!("{x}bundle2");
+    let b1 = StoredBundle {
+        id: id1.clone(),
+        name: "first".into(),
+        json: r#"{"id":"b1","policies":[]}"#.into(),
+        // The stored flag is not trusted: only activation makes a bundle active.
+        active: true,
+        created_at: 1,
+    };
+    let b2 = StoredBundle {
+        id: id2.clone(),
+        name: "second".into(),
+        json: r#"{"id":"b2","policies":[]}"#.into(),
+        active: false,
+        created_at: 2,
+    };
+    assert_eq!(ok("get_bundle", s.get_bundle(&id1).await), None);
+    ok("put_bundle", s.put_bundle(&b1).await);
+    ok("put_bundle", s.put_bundle(&b2).await);
+    let mine = |all: Vec<StoredBundle>| -> Vec<(String, bool)> {
+        all.into_iter()
+            .filter(|b| b.id.starts_with(x))
+            .map(|b| (b.id, b.active))
+            .collect()
+    };
+    assert_eq!(
+        mine(ok("list_bundles", s.list_bundles().await)),
+        vec![(id1.clone(), false), (id2.clone(), false)],
+        "bundles are listed by id, inactive until activated"
+    );
+    let got = ok("get_bundle", s.get_bundle(&id1).await).expect("bundle 1 stored");
+    assert_eq!(
+        (got.name.as_str(), got.json.as_str(), got.active),
+        ("first", b1.json.as_str(), false)
+    );
+
+    ok("activate", s.activate_bundle(&id1).await);
+    assert_eq!(
+        ok("active_bundle_id", s.active_bundle_id().await),
+        Some(id1.clone())
+    );
+    assert!(ok("get_bundle", s.get_bundle(&id1).await).unwrap().active);
+    assert!(!ok("get_bundle", s.get_bundle(&id2).await).unwrap().active);
+    assert_eq!(
+        mine(ok("list_bundles", s.list_bundles().await)),
+        vec![(id1.clone(), true), (id2.clone(), false)]
+    );
+
+    ok("activate", s.activate_bundle(&id2).await);
+    assert_eq!(
+        ok("active_bundle_id", s.active_bundle_id().await),
+        Some(id2.clone())
+    );
+    assert_eq!(
+        mine(ok("list_bundles", s.list_bundles().await)),
+        vec![(id1.clone(), false), (id2.clone(), true)],
+        "exactly one bundle is active"
+    );
+
+    let missing = format!("{x}missing");
+    match s.activate_bundle(&missing).await {
+        Err(StoreError::NotFound(m)) => assert!(m.contains(&missing), "NotFound names the id: {m}"),
+        other => panic!("activating a missing bundle must be NotFound, got {other:?}"),
+    }
+    assert_eq!(
+        ok("active_bundle_id", s.active_bundle_id().await),
+        Some(id2.clone()),
+        "a failed activation keeps the active bundle"
+    );
+
+    // Deleting an inactive bundle keeps the active one.
+    ok("delete_bundle", s.delete_bundle(&id1).await);
+    assert_eq!(ok("get_bundle", s.get_bundle(&id1).await), None);
+    assert_eq!(
+        ok("active_bundle_id", s.active_bundle_id().await),
+        Some(id2.clone())
+    );
+    // Deleting the active bundle clears the active flag.
+    ok("delete_bundle", s.delete_bundle(&id2).await);
+    assert_eq!(ok("get_bundle", s.get_bundle(&id2).await), None);
+    assert_eq!(
+        ok("active_bundle_id", s.active_bundle_id().await),
+        None,
+        "deleting the active bundle clears the active id"
+    );
+    assert!(mine(ok("list_bundles", s.list_bundles().await)).is_empty());
+    // Deleting a missing bundle is not an error.
+    ok("delete_bundle", s.delete_bundle(&missing).await);
+}
+
+async fn typed_evaluations(s: &Store, x: &str) {
+    let d = format!("sha256:{x}evals");
+    let t1 = "registry.example/app:1";
+    let t2 = "registry.example/app:10";
+    assert!(ok("history", s.evaluation_history(&d, t1).await).is_empty());
+    assert_eq!(ok("latest", s.latest_evaluation(&d, t1).await), None);
+    // Out of order, with timestamps of different digit counts (sorted numerically,
+    // not as text), and a tag that is a prefix of another.
+    let e_1000 = sample_evaluation(&d, t1, 1_000, Action::Stop);
+    let e_99 = sample_evaluation(&d, t1, 99, Action::Go);
+    let e_200 = sample_evaluation(&d, t1, 200, Action::Warn);
+    let f_150 = sample_evaluation(&d, t2, 150, Action::Go);
+    for e in [&e_1000, &f_150, &e_99, &e_200] {
+        ok("put_evaluation", s.put_evaluation(e).await);
+    }
+    let other = sample_evaluation(&format!("sha256:{x}evals2"), t1, 5, Action::Go);
+    ok("put_evaluation", s.put_evaluation(&other).await);
+
+    assert_eq!(
+        ok("history", s.evaluation_history(&d, t1).await),
+        vec![e_99, e_200, e_1000.clone()],
+        "history is oldest first, for the tag only"
+    );
+    assert_eq!(
+        ok("history", s.evaluation_history(&d, t2).await),
+        vec![f_150.clone()]
+    );
+    assert_eq!(
+        ok("latest", s.latest_evaluation(&d, t1).await),
+        Some(e_1000)
+    );
+    assert_eq!(ok("latest", s.latest_evaluation(&d, t2).await), Some(f_150));
+    assert!(ok("history", s.evaluation_history(&d, "nope").await).is_empty());
+    // Rewriting the same evaluation (a redelivery) does not duplicate history.
+    ok("put_evaluation", s.put_evaluation(&other).await);
+    assert_eq!(
+        ok(
+            "history",
+            s.evaluation_history(&other.image_digest, t1).await
+        ),
+        vec![other]
+    );
+}
+
+async fn typed_scan_result(s: &Store, x: &str) {
+    let id = format!("{x}request");
+    assert_eq!(ok("get_scan_result", s.get_scan_result(&id).await), None);
+    let mut by_severity = BTreeMap::new();
+    by_severity.insert("High".to_string(), 2);
+    let first = ScanResult {
+        request_id: id.clone(),
+        status: ScanStatus::Succeeded,
+        source: "registry.example/app:1".into(),
+        image_digest: Some("sha256:abc".into()),
+        tag: Some("registry.example/app:1".into()),
+        summary: Some(ScanSummary {
+            packages: 10,
+            vulnerabilities: 2,
+            by_severity,
+            final_action: Some(Action::Stop),
+            distro: Some("debian:12".into()),
+        }),
+        failure: None,
+        completed_at: 100,
+    };
+    let second = ScanResult {
+        request_id: id.clone(),
+        status: ScanStatus::Failed,
+        source: "registry.example/app:1".into(),
+        image_digest: None,
+        tag: None,
+        summary: None,
+        failure: Some(Failure {
+            stage: StageName::Fetch,
+            kind: FailureKind::Upstream,
+            message: "late duplicate".into(),
+        }),
+        completed_at: 200,
+    };
+    assert!(
+        ok("put_scan_result", s.put_scan_result(&first).await),
+        "the first result is stored"
+    );
+    assert!(
+        !ok("put_scan_result", s.put_scan_result(&second).await),
+        "a second result for the same request is refused"
+    );
+    assert!(!ok("put_scan_result", s.put_scan_result(&first).await));
+    assert_eq!(
+        ok("get_scan_result", s.get_scan_result(&id).await),
+        Some(first),
+        "the first result is kept"
+    );
+}
+
+async fn typed_notifications(s: &Store, x: &str) {
+    let sub = format!("{x}registry.example/app:1");
+    let neighbour = format!("{x}registry.example/app:1|x");
+    assert!(ok("list_notifications", s.list_notifications(&sub).await).is_empty());
+    let n =
+        |id: &str, key: &str, kind: NotificationKind, payload: NotificationPayload| Notification {
+            id: id.to_string(),
+            kind,
+            subscription_key: key.to_string(),
+            image_digest: Some("sha256:abc".into()),
+            request_id: None,
+            payload,
+            created_at: 7,
+        };
+    let nb = n(
+        "b",
+        &sub,
+        NotificationKind::VulnUpdate,
+        NotificationPayload::VulnUpdate {
+            diff: VulnDiff {
+                added: vec![sample_finding("CVE-2024-0001")],
+                updated: vec![],
+                removed: vec![],
+            },
+        },
+    );
+    let na = n(
+        "a",
+        &sub,
+        NotificationKind::PolicyEval,
+        NotificationPayload::PolicyEval {
+            previous_action: Some(Action::Go),
+            current_action: Action::Stop,
+            policy_id: "p1".into(),
+        },
+    );
+    let nc = n(
+        "c",
+        &sub,
+        NotificationKind::TagUpdate,
+        NotificationPayload::TagUpdate {
+            previous_digests: vec!["sha256:old".into()],
+            current_digest: "sha256:abc".into(),
+        },
+    );
+    let other = n(
+        "a",
+        &neighbour,
+        NotificationKind::AnalysisUpdate,
+        NotificationPayload::AnalysisUpdate {
+            status: "analysis_failed".into(),
+            failure: Some(Failure {
+                stage: StageName::Analyze,
+                kind: FailureKind::MalformedImage,
+                message: "bad tar".into(),
+            }),
+        },
+    );
+    for m in [&nb, &na, &other, &nc, &na] {
+        ok("put_notification", s.put_notification(m).await);
+    }
+    assert_eq!(
+        ok("list_notifications", s.list_notifications(&sub).await),
+        vec![na, nb, nc],
+        "notifications of one key, once each, by id"
+    );
+    assert_eq!(
+        ok("list_notifications", s.list_notifications(&neighbour).await),
+        vec![other]
+    );
+}

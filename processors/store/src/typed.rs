@@ -50,9 +50,9 @@ impl Store {
 
     /// Open (or create) the embedded single-file store.
     pub fn open_embedded(path: &Path) -> Result<Self, StoreError> {
-        Ok(Store::new(Arc::new(crate::embedded::EmbeddedBackend::open(
-            path,
-        )?)))
+        Ok(Store::new(Arc::new(
+            crate::embedded::EmbeddedBackend::open(path)?,
+        )))
     }
 
     pub fn backend(&self) -> &Arc<dyn Backend> {
@@ -245,7 +245,10 @@ impl Store {
             .await
     }
 
-    pub async fn get_vuln_report(&self, image_digest: &str) -> Result<Option<VulnReport>, StoreError> {
+    pub async fn get_vuln_report(
+        &self,
+        image_digest: &str,
+    ) -> Result<Option<VulnReport>, StoreError> {
         self.get_one(Table::VulnReport, image_digest, "").await
     }
 
@@ -253,7 +256,9 @@ impl Store {
 
     pub async fn put_bundle(&self, b: &StoredBundle) -> Result<(), StoreError> {
         let v = enc(Table::PolicyBundle, b)?;
-        self.backend.put(Table::PolicyBundle, BUNDLES, &b.id, v).await
+        self.backend
+            .put(Table::PolicyBundle, BUNDLES, &b.id, v)
+            .await
     }
 
     pub async fn get_bundle(&self, id: &str) -> Result<Option<StoredBundle>, StoreError> {
@@ -284,11 +289,20 @@ impl Store {
 
     /// Make a stored bundle the active one.
     pub async fn activate_bundle(&self, id: &str) -> Result<(), StoreError> {
-        if self.get_one::<StoredBundle>(Table::PolicyBundle, BUNDLES, id).await?.is_none() {
+        if self
+            .get_one::<StoredBundle>(Table::PolicyBundle, BUNDLES, id)
+            .await?
+            .is_none()
+        {
             return Err(StoreError::NotFound(format!("policy bundle {id}")));
         }
         self.backend
-            .put(Table::Meta, META_POLICY, META_ACTIVE, id.as_bytes().to_vec())
+            .put(
+                Table::Meta,
+                META_POLICY,
+                META_ACTIVE,
+                id.as_bytes().to_vec(),
+            )
             .await
     }
 
@@ -339,7 +353,10 @@ impl Store {
             .await
     }
 
-    pub async fn get_scan_result(&self, request_id: &str) -> Result<Option<ScanResult>, StoreError> {
+    pub async fn get_scan_result(
+        &self,
+        request_id: &str,
+    ) -> Result<Option<ScanResult>, StoreError> {
         self.get_one(Table::ScanResult, request_id, "").await
     }
 

@@ -1,0 +1,193 @@
+//! Runs the conformance suite on the embedded backend always, and on ScyllaDB when
+//! `VIGIL_SCYLLA_NODES` (comma-separated `host:port`) is set; keyspace from
+//! `VIGIL_SCYLLA_KEYSPACE` (default `vigil_test`). See `infra/scylla/README.md`.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use vigil_contracts::codec::{self, CodecError};
+use vigil_store::conformance;
+use vigil_store::scylla_backend::ScyllaBackend;
+use vigil_store::{Store, StoreError, Table};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_backend_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_embedded(&dir.path().join("vigil.redb")).unwrap();
+    conformance::run_all(&store).await;
+    // A second run on the same database (fresh key prefixes) passes too.
+    conformance::run_all(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scylla_backend_conforms() {
+    let nodes = match std::env::var("VIGIL_SCYLLA_NODES") {
+        Ok(v) if !v.trim().is_empty() => v,
+        _ => {
+            println!(
+                "ScyllaDB conformance run skipped: VIGIL_SCYLLA_NODES is not set \
+                 (see infra/scylla/README.md)"
+            );
+            return;
+        }
+    };
+    let nodes: Vec<String> = nodes
+        .split(',')
+        .map(|n| n.trim().to_string())
+        .filter(|n| !n.is_empty())
+        .collect();
+    let keyspace =
+        std::env::var("VIGIL_SCYLLA_KEYSPACE").unwrap_or_else(|_| "vigil_test".to_string());
+    let rf: u32 = std::env::var("VIGIL_SCYLLA_RF")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let backend = ScyllaBackend::connect(&nodes, &keyspace, rf)
+        .await
+        .unwrap_or_else(|e| panic!("connect to ScyllaDB at {nodes:?}: {e}"));
+    // Connecting again is idempotent (schema already there).
+    let backend2 = ScyllaBackend::connect(&nodes, &keyspace, rf)
+        .await
+        .expect("second connect");
+    let store = Store::new(Arc::new(backend));
+    conformance::run_all(&store).await;
+    println!("ScyllaDB conformance run passed on {nodes:?}, keyspace {keyspace}");
+    // Data written through one session is visible through another.
+    let d = "sha256:cross-session";
+    let a = conformance::sample_analysis(d);
+    store.put_analysis(&a).await.unwrap();
+    let other = Store::new(Arc::new(backend2));
+    assert_eq!(other.get_analysis(d).await.unwrap(), Some(a));
+}
+
+#[tokio::test]
+async fn embedded_store_is_durable_across_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sub/dir/vigil.redb");
+    let digest = "sha256:durable";
+    let analysis = conformance::sample_analysis(digest);
+    let layer = conformance::sample_layer_index("sha256:layer-durable", 7);
+    {
+        let store = Store::open_embedded(&path).unwrap();
+        store.put_analysis(&analysis).await.unwrap();
+        store.put_layer_index(&layer).await.unwrap();
+        store
+            .backend()
+            .put(Table::Meta, "m", "k", b"v".to_vec())
+            .await
+            .unwrap();
+        // The store (and its redb handle) is dropped here, closing the file.
+    }
+    let store = Store::open_embedded(&path).unwrap();
+    assert_eq!(store.get_analysis(digest).await.unwrap(), Some(analysis));
+    assert_eq!(
+        store.get_layer_index("sha256:layer-durable").await.unwrap(),
+        Some(layer)
+    );
+    assert!(store
+        .has_layer_index("sha256:layer-durable", 7)
+        .await
+        .unwrap());
+    assert_eq!(
+        store.backend().get(Table::Meta, "m", "k").await.unwrap(),
+        Some(b"v".to_vec())
+    );
+}
+
+/// An envelope as a newer vigil would write it.
+#[derive(Serialize)]
+struct FutureEnvelope<T> {
+    schema_version: u32,
+    record: String,
+    body: T,
+}
+
+#[tokio::test]
+async fn newer_schema_version_is_rejected_with_codec_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_embedded(&dir.path().join("vigil.redb")).unwrap();
+    let digest = "sha256:from-the-future";
+    let env = FutureEnvelope {
+        schema_version: 99,
+        record: "analysis".to_string(),
+        body: conformance::sample_analysis(digest),
+    };
+    let bytes = rmp_serde::to_vec_named(&env).unwrap();
+    store
+        .backend()
+        .put(Table::Analysis, digest, "", bytes)
+        .await
+        .unwrap();
+    let err = store.get_analysis(digest).await.unwrap_err();
+    match &err {
+        StoreError::Codec { table, key, source } => {
+            assert_eq!(*table, "analysis");
+            assert_eq!(key, digest);
+            assert!(
+                matches!(
+                    source,
+                    CodecError::NewerSchema {
+                        found: 99,
+                        supported: codec::SCHEMA_VERSION,
+                        ..
+                    }
+                ),
+                "expected NewerSchema, got {source:?}"
+            );
+        }
+        other => panic!("expected StoreError::Codec, got {other:?}"),
+    }
+    let msg = err.to_string();
+    assert!(
+        msg.contains("analysis") && msg.contains(digest) && msg.contains("99"),
+        "error must name the table, key and version: {msg}"
+    );
+    // The same check guards list reads.
+    let ns = "debian:12|glibc";
+    let env = FutureEnvelope {
+        schema_version: 99,
+        record: "advisory".to_string(),
+        body: (),
+    };
+    store
+        .backend()
+        .put(
+            Table::Advisories,
+            ns,
+            "CVE-1",
+            rmp_serde::to_vec_named(&env).unwrap(),
+        )
+        .await
+        .unwrap();
+    let key = vigil_contracts::PackageKey {
+        namespace: "debian:12".into(),
+        package: "glibc".into(),
+    };
+    assert!(matches!(
+        store.get_advisories(&key).await,
+        Err(StoreError::Codec { .. })
+    ));
+}
+
+/// `infra/scylla/schema.cql` holds exactly the tables `ScyllaBackend::connect` creates.
+#[test]
+fn schema_cql_matches_the_backend() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra/scylla/schema.cql");
+    let cql = std::fs::read_to_string(&path).unwrap();
+    for t in Table::ALL {
+        let stmt = format!(
+            "{};",
+            vigil_store::scylla_backend::create_table_cql("vigil", t)
+        );
+        assert!(cql.contains(&stmt), "schema.cql lacks: {stmt}");
+    }
+    let creates = cql
+        .lines()
+        .filter(|l| l.starts_with("CREATE TABLE"))
+        .count();
+    assert_eq!(creates, Table::ALL.len(), "schema.cql has extra tables");
+    assert!(cql.contains(
+        "CREATE KEYSPACE IF NOT EXISTS vigil\n  WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1};"
+    ));
+}
