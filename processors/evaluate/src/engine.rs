@@ -1,0 +1,154 @@
+//! The pure evaluation of one image against one bundle.
+
+use md5::{Digest, Md5};
+use vigil_contracts::{Action, Analysis, Evaluation, PolicyFinding, UnixMillis, VulnReport};
+
+use crate::bundle::{Allowlist, Bundle, ImageIdentity, Mapping};
+use crate::gates::TriggerContext;
+
+/// What an evaluation looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct EvalInput<'a> {
+    pub analysis: &'a Analysis,
+    pub report: &'a VulnReport,
+    /// The full tag the image is evaluated as (`registry/repo:tag` or `name@digest`).
+    pub tag: &'a str,
+}
+
+/// Anchore's trigger id for non-vulnerability triggers: md5 hex of gate+trigger+message.
+pub fn md5_trigger_id(gate: &str, trigger: &str, message: &str) -> String {
+    let mut h = Md5::new();
+    h.update(gate.as_bytes());
+    h.update(trigger.as_bytes());
+    h.update(message.as_bytes());
+    hex::encode(h.finalize())
+}
+
+/// The first mapping that matches the image (mappings are tried in order).
+pub fn select_mapping<'b>(bundle: &'b Bundle, image: &ImageIdentity) -> Option<&'b Mapping> {
+    bundle.mappings.iter().find(|m| m.matcher.matches(image))
+}
+
+/// The allowlist item (id) that covers a finding, if any; expired items are skipped.
+fn allowlisted_by(
+    lists: &[&Allowlist],
+    gate: &str,
+    trigger_id: &str,
+    now: UnixMillis,
+) -> Option<String> {
+    lists
+        .iter()
+        .flat_map(|l| l.items.iter())
+        .filter(|it| it.expires_on.is_none_or(|e| e > now))
+        .find(|it| it.gate.eq_ignore_ascii_case(gate) && it.trigger_id.matches(trigger_id))
+        .map(|it| it.id.clone())
+}
+
+/// Evaluate an image. `now` is the evaluation time (Unix milliseconds), used for
+/// allowlist expiry and recorded as `evaluated_at`.
+pub fn evaluate(bundle: &Bundle, input: &EvalInput<'_>, now: UnixMillis) -> Evaluation {
+    let image = &input.analysis.descriptor.image;
+    let ident = ImageIdentity::from_tag(input.tag, &image.digest, &image.config_digest);
+    let mapping = select_mapping(bundle, &ident);
+
+    let mut findings = Vec::new();
+    let mut policy_ids = Vec::new();
+    if let Some(m) = mapping {
+        policy_ids = m.policy_ids.clone();
+        let lists: Vec<&Allowlist> = m
+            .whitelist_ids
+            .iter()
+            .filter_map(|id| bundle.whitelist(id))
+            .collect();
+        let ctx = TriggerContext {
+            analysis: input.analysis,
+            report: input.report,
+            tag: input.tag,
+        };
+        for pid in &m.policy_ids {
+            let Some(policy) = bundle.policy(pid) else {
+                continue;
+            };
+            for rule in &policy.rules {
+                for fired in (rule.spec.eval)(&ctx, &rule.params) {
+                    let trigger_id = fired
+                        .trigger_id
+                        .unwrap_or_else(|| md5_trigger_id(rule.gate, rule.trigger, &fired.message));
+                    let allow = allowlisted_by(&lists, rule.gate, &trigger_id, now);
+                    findings.push(PolicyFinding {
+                        gate: rule.gate.to_string(),
+                        trigger: rule.trigger.to_string(),
+                        trigger_id,
+                        message: fired.message,
+                        action: rule.action,
+                        policy_id: policy.id.clone(),
+                        rule_id: rule.id.clone(),
+                        allowlisted: allow.is_some(),
+                        allowlist_id: allow,
+                    });
+                }
+            }
+        }
+    }
+
+    let policy_action = findings
+        .iter()
+        .filter(|f| !f.allowlisted)
+        .map(|f| f.action)
+        .min()
+        .unwrap_or(Action::Go);
+
+    let (final_action, reason) = if bundle.blacklisted_images.iter().any(|s| s.matches(&ident)) {
+        (Action::Stop, "blacklisted")
+    } else if bundle.whitelisted_images.iter().any(|s| s.matches(&ident)) {
+        (Action::Go, "whitelisted")
+    } else if bundle.mappings.is_empty() {
+        (Action::Stop, "no_mappings")
+    } else if mapping.is_none() {
+        (Action::Go, "no_match")
+    } else {
+        (policy_action, "policy_evaluation")
+    };
+
+    Evaluation {
+        image_digest: image.digest.clone(),
+        tag: input.tag.to_string(),
+        bundle_id: bundle.id.clone(),
+        policy_ids,
+        final_action,
+        final_action_reason: reason.to_string(),
+        findings,
+        evaluated_at: now,
+    }
+}
+
+/// An evaluation that could not run because the bundle is invalid: STOP, with the error.
+pub fn bundle_error_evaluation(
+    bundle_id: &str,
+    image_digest: &str,
+    tag: &str,
+    error: &str,
+    now: UnixMillis,
+) -> Evaluation {
+    let message = format!("policy bundle is invalid: {error}");
+    Evaluation {
+        image_digest: image_digest.to_string(),
+        tag: tag.to_string(),
+        bundle_id: bundle_id.to_string(),
+        policy_ids: Vec::new(),
+        final_action: Action::Stop,
+        final_action_reason: "bundle_error".into(),
+        findings: vec![PolicyFinding {
+            gate: "bundle".into(),
+            trigger: "invalid".into(),
+            trigger_id: md5_trigger_id("bundle", "invalid", &message),
+            message,
+            action: Action::Stop,
+            policy_id: String::new(),
+            rule_id: String::new(),
+            allowlisted: false,
+            allowlist_id: None,
+        }],
+        evaluated_at: now,
+    }
+}
