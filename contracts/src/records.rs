@@ -690,8 +690,23 @@ pub struct ScanResult {
     #[serde(default)]
     pub failure: Option<Failure>,
     pub completed_at: UnixMillis,
+    /// The full report (SBOM, findings, evaluation) so that a requester needs no store
+    /// access; absent on failures.
+    #[serde(default)]
+    pub report: Option<ScanReport>,
 }
 record!(ScanResult, "scan_result");
+
+/// What a requester needs to render the same report `vigil scan` prints.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ScanReport {
+    #[serde(default)]
+    pub distro: Option<Distro>,
+    pub packages: Vec<Package>,
+    pub findings: Vec<Finding>,
+    #[serde(default)]
+    pub evaluation: Option<Evaluation>,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

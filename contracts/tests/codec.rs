@@ -210,6 +210,7 @@ fn every_record_roundtrips() {
         summary: Some(ScanSummary::default()),
         failure: Some(failure.clone()),
         completed_at: 9,
+        report: None,
     });
     roundtrip(Notification {
         id: "n".into(),

@@ -157,6 +157,12 @@ impl NotifyStage {
                     summary: Some(summarize(&analysis, &report, Some(ev.final_action))),
                     failure: None,
                     completed_at: now_millis(),
+                    report: Some(vigil_contracts::ScanReport {
+                        distro: analysis.distro.clone(),
+                        packages: analysis.packages.clone(),
+                        findings: report.findings.clone(),
+                        evaluation: Some(ev.clone()),
+                    }),
                 })
                 .await?;
             outs.push(Outgoing::record(
@@ -227,6 +233,7 @@ impl NotifyStage {
                 summary: None,
                 failure: Some(msg.failure.clone()),
                 completed_at: now_millis(),
+                report: None,
             })
             .await?;
         let failure: Failure = result.failure.clone().unwrap_or(msg.failure.clone());

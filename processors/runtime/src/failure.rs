@@ -69,6 +69,7 @@ pub fn failure_outputs(
                     summary: None,
                     failure: Some(failure),
                     completed_at: now_millis(),
+                    report: None,
                 },
             )
         } else {

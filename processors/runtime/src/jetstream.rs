@@ -107,6 +107,8 @@ pub struct JetStreamRunner {
     pub concurrency: usize,
     /// How long in-flight messages may take to finish after shutdown is asked.
     pub shutdown_grace: Duration,
+    /// Failure testing: hold each message of this stage for a while before handling it.
+    pub hold: Option<(StageName, Duration)>,
 }
 
 impl JetStreamRunner {
@@ -117,6 +119,7 @@ impl JetStreamRunner {
             tuning,
             concurrency: 4,
             shutdown_grace: Duration::from_secs(30),
+            hold: None,
         }
     }
 
@@ -255,8 +258,19 @@ impl JetStreamRunner {
                     let _ = msg.ack_with(AckKind::Progress).await;
                 }
             };
+            let hold = match self.hold {
+                Some((s, d)) if s == name => d,
+                _ => Duration::ZERO,
+            };
+            let work = async {
+                if !hold.is_zero() {
+                    tracing::warn!(?hold, "holding the message before handling it (failure testing)");
+                    tokio::time::sleep(hold).await;
+                }
+                stage.handle(&subject, &msg.payload).await
+            };
             let result = tokio::select! {
-                r = stage.handle(&subject, &msg.payload) => Some(r),
+                r = work => Some(r),
                 _ = progress => None,
                 _ = abort.wait_for(|a| *a) => None,
             };

@@ -47,6 +47,7 @@ impl Stage for Flaky {
                 summary: None,
                 failure: None,
                 completed_at: 0,
+                report: None,
             },
         )?])
     }

@@ -957,6 +957,7 @@ async fn typed_scan_result(s: &Store, x: &str) {
         }),
         failure: None,
         completed_at: 100,
+        report: None,
     };
     let second = ScanResult {
         request_id: id.clone(),
@@ -971,6 +972,7 @@ async fn typed_scan_result(s: &Store, x: &str) {
             message: "late duplicate".into(),
         }),
         completed_at: 200,
+        report: None,
     };
     assert!(
         ok("put_scan_result", s.put_scan_result(&first).await),
