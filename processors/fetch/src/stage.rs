@@ -1,0 +1,118 @@
+//! The fetch stage: `ScanRequest` in, `FetchedImage` (or `AnalyzedImage`) out.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tracing::Instrument;
+use vigil_contracts::{codec, AnalyzedImage, FetchedImage, ScanRequest, StageName, Subject};
+use vigil_runtime::blobs::BlobStore;
+use vigil_runtime::{Outgoing, Stage, StageError};
+use vigil_store::Store;
+
+use crate::config::FetchConfig;
+use crate::error::FetchError;
+use crate::fetcher::{unique_layers, Fetcher};
+
+/// Resolves images, stages the layer blobs that have no layer index, and hands on.
+pub struct FetchStage {
+    fetcher: Fetcher,
+    store: Store,
+    blobs: Arc<dyn BlobStore>,
+}
+
+/// `Nats-Msg-Id` of an output: request id, this stage, the target and the image digest.
+pub fn output_msg_id(request_id: &str, target: StageName, digest: &str) -> String {
+    format!("{request_id}:fetch:{target}:{digest}")
+}
+
+impl FetchStage {
+    pub fn new(config: FetchConfig, store: Store, blobs: Arc<dyn BlobStore>) -> Self {
+        FetchStage {
+            fetcher: Fetcher::new(config),
+            store,
+            blobs,
+        }
+    }
+
+    pub fn fetcher(&self) -> &Fetcher {
+        &self.fetcher
+    }
+
+    /// Handle one decoded request.
+    pub async fn process(&self, req: ScanRequest) -> Result<Vec<Outgoing>, StageError> {
+        let ctx = req.request.clone();
+        let resolved = self
+            .fetcher
+            .resolve(&ctx.source, ctx.platform.as_deref())
+            .await?;
+        let digest = resolved.descriptor.image.digest.clone();
+        tracing::info!(digest = %digest, platform = %resolved.descriptor.image.platform, "resolved");
+        if !req.force && self.store.get_analysis(&digest).await?.is_some() {
+            tracing::info!(digest = %digest, "analysis exists; straight to match");
+            let out = AnalyzedImage {
+                request: Some(ctx.clone()),
+                image_digest: digest.clone(),
+            };
+            return Ok(vec![Outgoing::record(
+                Subject::Stage(StageName::Match),
+                output_msg_id(&ctx.request_id, StageName::Match, &digest),
+                &out,
+            )?]);
+        }
+        let version = self.fetcher.config().extractor_version;
+        let mut to_extract = Vec::new();
+        for layer in unique_layers(&resolved.descriptor.layers) {
+            if self.store.has_layer_index(&layer.digest, version).await? {
+                continue;
+            }
+            let cached = self.blobs.has(&layer.digest).await.map_err(|e| {
+                StageError::from(FetchError::from_blob(&resolved.display, "blob cache", e))
+            })?;
+            if !cached {
+                let n = self
+                    .fetcher
+                    .stage_layer(&resolved, layer, self.blobs.as_ref())
+                    .await?;
+                tracing::debug!(layer = %layer.digest, bytes = n, "layer staged");
+            }
+            to_extract.push(layer.digest.clone());
+        }
+        let out = FetchedImage {
+            request: ctx.clone(),
+            descriptor: resolved.descriptor,
+            to_extract,
+            force: req.force,
+        };
+        Ok(vec![Outgoing::record(
+            Subject::Stage(StageName::Extract),
+            output_msg_id(&ctx.request_id, StageName::Extract, &digest),
+            &out,
+        )?])
+    }
+}
+
+#[async_trait]
+impl Stage for FetchStage {
+    fn name(&self) -> StageName {
+        StageName::Fetch
+    }
+
+    async fn handle(&self, subject: &Subject, payload: &[u8]) -> Result<Vec<Outgoing>, StageError> {
+        if *subject != Subject::ScanRequest {
+            return Err(StageError::internal(format!(
+                "fetch received a message on {subject:?}, expected ScanRequest"
+            )));
+        }
+        let req: ScanRequest = codec::decode(payload)?;
+        let span = tracing::info_span!(
+            "fetch",
+            request_id = %req.request.request_id,
+            source = %req.request.source
+        );
+        let res = self.process(req).instrument(span.clone()).await;
+        if let Err(e) = &res {
+            span.in_scope(|| tracing::warn!(kind = ?e.kind, error = %e.message, "fetch failed"));
+        }
+        res
+    }
+}
