@@ -186,7 +186,23 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// Start a registry; retried on a fresh port when the start races with another
+    /// process taking the port.
     pub fn start(opts: RegistryOpts) -> Registry {
+        static START: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _guard = START.lock().unwrap_or_else(|e| e.into_inner());
+        let mut last = String::new();
+        for _ in 0..3 {
+            match Self::try_start(&opts) {
+                Ok(r) => return r,
+                Err(e) => last = e,
+            }
+        }
+        panic!("registry.sh start failed 3 times: {last}");
+    }
+
+    fn try_start(opts: &RegistryOpts) -> Result<Registry, String> {
+        let opts = opts.clone();
         let dir = tempfile::tempdir().expect("temp dir for registry");
         let port = free_port();
         let mut cmd = Command::new("bash");
@@ -200,12 +216,10 @@ impl Registry {
             cmd.arg("--tls");
         }
         let out = cmd.output().expect("run registry.sh");
-        assert!(
-            out.status.success(),
-            "registry.sh start failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Registry { port, opts, dir }
+        if !out.status.success() {
+            return Err(String::from_utf8_lossy(&out.stderr).into_owned());
+        }
+        Ok(Registry { port, opts, dir })
     }
 
     /// `127.0.0.1:PORT`
