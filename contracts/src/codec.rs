@@ -43,7 +43,10 @@ pub enum CodecError {
         supported: u32,
     },
     #[error("expected a {expected} record, found {found}")]
-    WrongKind { expected: &'static str, found: String },
+    WrongKind {
+        expected: &'static str,
+        found: String,
+    },
     #[error("cannot decode {kind} body: {source}")]
     Body {
         kind: &'static str,

@@ -373,5 +373,8 @@ fn subjects_render_and_parse_with_any_prefix() {
     }
     // Request ids never break the subject into more tokens.
     let s = Subjects::default();
-    assert_eq!(s.render(&Subject::Result("a.b c*".into())), "vigil.result.a_b_c_");
+    assert_eq!(
+        s.render(&Subject::Result("a.b c*".into())),
+        "vigil.result.a_b_c_"
+    );
 }

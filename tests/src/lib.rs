@@ -1,1 +1,134 @@
-//! Test harness (to be written).
+//! Helpers for the end-to-end tests: run the real `vigil` binary with its own data
+//! directory, against services started by `vigil_testkit`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+/// Path of the `vigil` binary built by this workspace (built on demand).
+pub fn vigil_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("VIGIL_BIN") {
+        return PathBuf::from(p);
+    }
+    let root = vigil_testkit::testbed::workspace_root();
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join("target"));
+    let bin = target.join("debug/vigil");
+    static BUILD: std::sync::Once = std::sync::Once::new();
+    BUILD.call_once(|| {
+        let st = Command::new(env!("CARGO"))
+            .args(["build", "-q", "-p", "vigil"])
+            .current_dir(&root)
+            .status()
+            .expect("cargo build -p vigil");
+        assert!(st.success(), "building the vigil binary failed");
+    });
+    bin
+}
+
+/// A vigil installation: a data directory and extra environment.
+pub struct Vigil {
+    pub data_dir: tempfile::TempDir,
+    pub env: Vec<(String, String)>,
+}
+
+impl Default for Vigil {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Vigil {
+    pub fn new() -> Vigil {
+        Vigil {
+            data_dir: tempfile::tempdir().expect("data dir"),
+            env: Vec::new(),
+        }
+    }
+
+    pub fn env(mut self, k: &str, v: &str) -> Vigil {
+        self.env.push((k.to_string(), v.to_string()));
+        self
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(vigil_bin());
+        c.arg("--data-dir").arg(self.data_dir.path()).args(args);
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    /// Run to completion.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run vigil")
+    }
+
+    /// `vigil scan SOURCE -o json` → (exit code, parsed report).
+    pub fn scan_json(&self, source: &str, extra: &[&str]) -> (i32, serde_json::Value, String) {
+        let mut args = vec!["scan", source, "-o", "json"];
+        args.extend_from_slice(extra);
+        let out = self.run(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let json = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "vigil scan {source}: stdout is not JSON ({e}); stderr:\n{stderr}\nstdout:\n{}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        });
+        (out.status.code().unwrap_or(-1), json, stderr)
+    }
+
+    /// Start a long-running command (e.g. `run all`), logging to a file in the data dir.
+    pub fn spawn(&self, args: &[&str], log_name: &str) -> Child {
+        let log = std::fs::File::create(self.data_dir.path().join(log_name)).expect("log file");
+        self.command(args)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn vigil")
+    }
+
+    pub fn log(&self, log_name: &str) -> String {
+        std::fs::read_to_string(self.data_dir.path().join(log_name)).unwrap_or_default()
+    }
+}
+
+/// Names of packages of one type in a JSON report.
+pub fn package_names(report: &serde_json::Value, kind: &str) -> Vec<String> {
+    let mut v: Vec<String> = report["packages"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|p| p["type"] == kind)
+                .filter_map(|p| p["name"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Vulnerability ids reported for one package name.
+pub fn vuln_ids(report: &serde_json::Value, package: &str) -> Vec<String> {
+    let mut v: Vec<String> = report["vulnerabilities"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|f| f["package"]["name"] == package)
+                .filter_map(|f| f["id"].as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v.dedup();
+    v
+}
+
+/// Write a file (creating parents) under `root`.
+pub fn write(root: &Path, rel: &str, content: &str) {
+    let p = root.join(rel.trim_start_matches('/'));
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, content).unwrap();
+}

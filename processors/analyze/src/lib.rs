@@ -196,15 +196,23 @@ fn stanzas(text: &str) -> impl Iterator<Item = BTreeMap<String, String>> + '_ {
 }
 
 fn distro_qualifier(d: Option<&Distro>) -> String {
-    d.map(|d| format!("&distro={}-{}", d.id, d.version_id.clone().unwrap_or_default()))
-        .unwrap_or_default()
+    d.map(|d| {
+        format!(
+            "&distro={}-{}",
+            d.id,
+            d.version_id.clone().unwrap_or_default()
+        )
+    })
+    .unwrap_or_default()
 }
 
 /// `/var/lib/dpkg/status` and distroless `status.d/*`.
 pub fn parse_dpkg(path: &str, content: &[u8], distro: Option<&Distro>) -> Vec<Package> {
     let text = String::from_utf8_lossy(content);
     let distroless = path != "/var/lib/dpkg/status";
-    let ns = distro.map(|d| d.id.clone()).unwrap_or_else(|| "debian".into());
+    let ns = distro
+        .map(|d| d.id.clone())
+        .unwrap_or_else(|| "debian".into());
     stanzas(&text)
         .filter_map(|m| {
             let name = m.get("Package")?.clone();
@@ -311,14 +319,25 @@ impl Stage for AnalyzeStage {
         StageName::Analyze
     }
 
-    async fn handle(&self, _subject: &Subject, payload: &[u8]) -> Result<Vec<Outgoing>, StageError> {
+    async fn handle(
+        &self,
+        _subject: &Subject,
+        payload: &[u8],
+    ) -> Result<Vec<Outgoing>, StageError> {
         let msg: ExtractedImage = codec::decode(payload)?;
         tracing::debug!(request_id = %msg.request.request_id, "analyze");
         let mut indexes = Vec::new();
         for l in &msg.descriptor.layers {
-            let idx = self.store.get_layer_index(&l.digest).await?.ok_or_else(|| {
-                StageError::new(FailureKind::Internal, format!("no layer index for {}", l.digest))
-            })?;
+            let idx = self
+                .store
+                .get_layer_index(&l.digest)
+                .await?
+                .ok_or_else(|| {
+                    StageError::new(
+                        FailureKind::Internal,
+                        format!("no layer index for {}", l.digest),
+                    )
+                })?;
             indexes.push(idx);
         }
         let a = analyze(&msg.descriptor, &indexes, vigil_runtime::now_millis());
@@ -395,7 +414,11 @@ mod tests {
         assert!(fs.entries.contains_key("/opt/app/keep.txt"));
         assert!(!fs.entries.contains_key("/opt/app/cache/a.txt"));
         assert!(fs.entries.contains_key("/opt/app/cache/c.txt"));
-        let pk = parse_dpkg("/var/lib/dpkg/status", fs.read("/var/lib/dpkg/status").unwrap(), None);
+        let pk = parse_dpkg(
+            "/var/lib/dpkg/status",
+            fs.read("/var/lib/dpkg/status").unwrap(),
+            None,
+        );
         assert_eq!(pk.len(), 1, "the deinstalled package is not reported");
     }
 
@@ -403,16 +426,26 @@ mod tests {
     fn distro_through_symlink_and_loop_ends() {
         let l = layer(
             vec![
-                e("/etc/os-release", EntryKind::Symlink, Some("../usr/lib/os-release")),
+                e(
+                    "/etc/os-release",
+                    EntryKind::Symlink,
+                    Some("../usr/lib/os-release"),
+                ),
                 e("/usr/lib/os-release", EntryKind::File, None),
                 e("/a", EntryKind::Symlink, Some("/b")),
                 e("/b", EntryKind::Symlink, Some("/a")),
             ],
-            vec![("/usr/lib/os-release", "ID=debian\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\n")],
+            vec![(
+                "/usr/lib/os-release",
+                "ID=debian\nVERSION_ID=\"12\"\nVERSION_CODENAME=bookworm\n",
+            )],
         );
         let fs = squash(&[l]);
         let d = detect_distro(&fs).unwrap();
-        assert_eq!((d.id.as_str(), d.version_id.as_deref()), ("debian", Some("12")));
+        assert_eq!(
+            (d.id.as_str(), d.version_id.as_deref()),
+            ("debian", Some("12"))
+        );
         assert!(fs.read("/a").is_none(), "a symlink loop ends");
         assert!(detect_distro(&squash(&[])).is_none());
     }

@@ -87,9 +87,10 @@ const KEEP_DIRS: &[&str] = &["/var/lib/dpkg/status.d"];
 /// Whether the bytes of `path` are kept for analysis.
 pub fn wanted(path: &str) -> bool {
     KEEP_EXACT.contains(&path)
-        || KEEP_DIRS
-            .iter()
-            .any(|d| path.strip_prefix(d).is_some_and(|r| r.starts_with('/') && !r[1..].contains('/')))
+        || KEEP_DIRS.iter().any(|d| {
+            path.strip_prefix(d)
+                .is_some_and(|r| r.starts_with('/') && !r[1..].contains('/'))
+        })
 }
 
 /// Normalise a tar path to an absolute path without `.`/`..`/`//`; `..` never climbs
@@ -202,8 +203,9 @@ pub fn index_layer(
         let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
         let (path, escaped) = normalize(&raw);
         if escaped {
-            idx.warnings
-                .push(format!("entry {raw:?} climbs above the root; recorded as {path}"));
+            idx.warnings.push(format!(
+                "entry {raw:?} climbs above the root; recorded as {path}"
+            ));
         }
         let h = entry.header();
         let size = entry.size();
@@ -289,11 +291,18 @@ impl ExtractStage {
     }
 
     async fn extract_one(&self, digest: &str) -> Result<(), StageError> {
-        if self.store.has_layer_index(digest, EXTRACTOR_VERSION).await? {
+        if self
+            .store
+            .has_layer_index(digest, EXTRACTOR_VERSION)
+            .await?
+        {
             return Ok(());
         }
         let reader = self.blobs.open(digest).await.map_err(|e| {
-            StageError::new(FailureKind::Internal, format!("layer {digest} not staged: {e}"))
+            StageError::new(
+                FailureKind::Internal,
+                format!("layer {digest} not staged: {e}"),
+            )
         })?;
         let limits = self.limits.clone();
         let d = digest.to_string();
@@ -315,7 +324,11 @@ impl Stage for ExtractStage {
         StageName::Extract
     }
 
-    async fn handle(&self, _subject: &Subject, payload: &[u8]) -> Result<Vec<Outgoing>, StageError> {
+    async fn handle(
+        &self,
+        _subject: &Subject,
+        payload: &[u8],
+    ) -> Result<Vec<Outgoing>, StageError> {
         let msg: FetchedImage = codec::decode(payload)?;
         let span = tracing::info_span!("extract", request_id = %msg.request.request_id, image = %msg.descriptor.image.digest);
         async {
@@ -328,7 +341,10 @@ impl Stage for ExtractStage {
             };
             Ok(vec![Outgoing::record(
                 Subject::Stage(StageName::Analyze),
-                format!("{}:extract:{}", msg.request.request_id, msg.descriptor.image.digest),
+                format!(
+                    "{}:extract:{}",
+                    msg.request.request_id, msg.descriptor.image.digest
+                ),
                 &out,
             )?])
         }
@@ -357,7 +373,8 @@ mod tests {
         h.set_entry_type(tar::EntryType::Symlink);
         h.set_size(0);
         h.set_cksum();
-        b.append_link(&mut h, "etc/os-release", "../usr/lib/os-release").unwrap();
+        b.append_link(&mut h, "etc/os-release", "../usr/lib/os-release")
+            .unwrap();
         b.into_inner().unwrap()
     }
 
@@ -378,14 +395,23 @@ mod tests {
         ]);
         for data in [t.clone(), gz(&t), zstd::encode_all(&t[..], 1).unwrap()] {
             let idx = index_layer(&data[..], "sha256:l", &ExtractLimits::default()).unwrap();
-            let kinds: Vec<(&str, EntryKind)> =
-                idx.entries.iter().map(|e| (e.path.as_str(), e.kind)).collect();
+            let kinds: Vec<(&str, EntryKind)> = idx
+                .entries
+                .iter()
+                .map(|e| (e.path.as_str(), e.kind))
+                .collect();
             assert!(kinds.contains(&("/opt/app/secret.txt", EntryKind::Whiteout)));
             assert!(kinds.contains(&("/opt/cache", EntryKind::Opaque)));
-            assert!(kinds.contains(&("/etc/passwd", EntryKind::File)), "{kinds:?}");
+            assert!(
+                kinds.contains(&("/etc/passwd", EntryKind::File)),
+                "{kinds:?}"
+            );
             assert!(kinds.contains(&("/etc/os-release", EntryKind::Symlink)));
             let kept: Vec<&str> = idx.kept.iter().map(|k| k.path.as_str()).collect();
-            assert_eq!(kept, vec!["/usr/lib/os-release", "/var/lib/dpkg/status", "/etc/passwd"]);
+            assert_eq!(
+                kept,
+                vec!["/usr/lib/os-release", "/var/lib/dpkg/status", "/etc/passwd"]
+            );
             assert_eq!(idx.warnings.len(), 1, "the climbing path is reported");
             assert_eq!(idx.uncompressed_size, t.len() as u64);
         }

@@ -182,7 +182,12 @@ mod tests {
         assert_eq!(n, data.len() as u64);
         assert!(s.has(&d).await.unwrap());
         let mut out = Vec::new();
-        s.open(&d).await.unwrap().read_to_end(&mut out).await.unwrap();
+        s.open(&d)
+            .await
+            .unwrap()
+            .read_to_end(&mut out)
+            .await
+            .unwrap();
         assert_eq!(out, data);
 
         let wrong = digest_of(b"other");
@@ -191,7 +196,10 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, BlobError::DigestMismatch { .. }), "{err}");
-        assert!(!s.has(&wrong).await.unwrap(), "a mismatching blob must not be visible");
+        assert!(
+            !s.has(&wrong).await.unwrap(),
+            "a mismatching blob must not be visible"
+        );
     }
 
     #[tokio::test]
@@ -200,7 +208,11 @@ mod tests {
         let s = LocalBlobStore::new(dir.path());
         let data = vec![7u8; 4096];
         let err = s
-            .put(&digest_of(&data), Box::pin(std::io::Cursor::new(data.clone())), 100)
+            .put(
+                &digest_of(&data),
+                Box::pin(std::io::Cursor::new(data.clone())),
+                100,
+            )
             .await
             .unwrap_err();
         assert!(matches!(err, BlobError::TooLarge { .. }));

@@ -48,8 +48,8 @@ pub fn load<T: Serialize + DeserializeOwned + Default>(
     env_prefix: &str,
     env: impl IntoIterator<Item = (String, String)>,
 ) -> Result<T, ConfigError> {
-    let mut value = toml::Value::try_from(T::default())
-        .map_err(|e| ConfigError::Invalid(e.to_string()))?;
+    let mut value =
+        toml::Value::try_from(T::default()).map_err(|e| ConfigError::Invalid(e.to_string()))?;
     if let Some(path) = file {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
             path: path.display().to_string(),
@@ -131,7 +131,10 @@ mod tests {
         std::fs::write(&f, "[inner]\nurl = \"nats://file\"\nn = 5\n").unwrap();
         let env = vec![
             ("VIGIL_INNER__N".to_string(), "7".to_string()),
-            ("VIGIL_INNER__LIST".to_string(), "[\"a\", \"b\"]".to_string()),
+            (
+                "VIGIL_INNER__LIST".to_string(),
+                "[\"a\", \"b\"]".to_string(),
+            ),
             ("VIGIL_UNKNOWN".to_string(), "x".to_string()),
             ("OTHER_NAME".to_string(), "no".to_string()),
         ];

@@ -125,7 +125,13 @@ impl InProcess {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, attempt, "giving up on message");
-                    return failure_outputs(stage.name(), subject, &msg.payload, &e, attempt as u64);
+                    return failure_outputs(
+                        stage.name(),
+                        subject,
+                        &msg.payload,
+                        &e,
+                        attempt as u64,
+                    );
                 }
             }
         }

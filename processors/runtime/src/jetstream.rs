@@ -61,7 +61,10 @@ fn stream_config(def: &StreamDef) -> jetstream::stream::Config {
 }
 
 /// Create the streams if missing (idempotent).
-pub async fn ensure_streams(js: &jetstream::Context, subjects: &Subjects) -> Result<(), RunnerError> {
+pub async fn ensure_streams(
+    js: &jetstream::Context,
+    subjects: &Subjects,
+) -> Result<(), RunnerError> {
     for def in streams::all_streams(subjects) {
         js.get_or_create_stream(stream_config(&def))
             .await
@@ -264,7 +267,10 @@ impl JetStreamRunner {
             };
             let work = async {
                 if !hold.is_zero() {
-                    tracing::warn!(?hold, "holding the message before handling it (failure testing)");
+                    tracing::warn!(
+                        ?hold,
+                        "holding the message before handling it (failure testing)"
+                    );
                     tokio::time::sleep(hold).await;
                 }
                 stage.handle(&subject, &msg.payload).await
@@ -283,7 +289,9 @@ impl JetStreamRunner {
                 Ok(outs) => {
                     if let Err(e) = self.publish_all(&outs).await {
                         tracing::warn!(error = %e, "publishing outputs failed; NAK");
-                        let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+                        let _ = msg
+                            .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                            .await;
                         return;
                     }
                     if let Err(e) = msg.double_ack().await {
@@ -300,7 +308,9 @@ impl JetStreamRunner {
                     let outs = failure_outputs(name, &subject_str, &msg.payload, &e, delivered);
                     if let Err(pe) = self.publish_all(&outs).await {
                         tracing::warn!(error = %pe, "publishing the failure failed; NAK");
-                        let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+                        let _ = msg
+                            .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                            .await;
                         return;
                     }
                     let _ = msg.ack_with(AckKind::Term).await;
@@ -342,7 +352,9 @@ impl ObjectStoreBlobs {
             Err(_) => js
                 .create_object_store(jetstream::object_store::Config {
                     bucket: bucket.clone(),
-                    description: Some("vigil layer blobs in flight between fetch and extract".into()),
+                    description: Some(
+                        "vigil layer blobs in flight between fetch and extract".into(),
+                    ),
                     max_age: ttl,
                     ..Default::default()
                 })
@@ -376,7 +388,9 @@ impl AsyncRead for HashingReader {
             let new = &buf.filled()[before..];
             self.n += new.len() as u64;
             if self.n > self.limit {
-                return std::task::Poll::Ready(Err(std::io::Error::other("blob larger than limit")));
+                return std::task::Poll::Ready(Err(std::io::Error::other(
+                    "blob larger than limit",
+                )));
             }
             let chunk = new.to_vec();
             self.hasher.update(&chunk);

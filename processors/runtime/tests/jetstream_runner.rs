@@ -33,7 +33,10 @@ impl Stage for Flaky {
             return Err(StageError::new(FailureKind::NotFound, "no such image"));
         }
         if n <= self.fail_times {
-            return Err(StageError::new(FailureKind::Upstream, format!("attempt {n} failed")));
+            return Err(StageError::new(
+                FailureKind::Upstream,
+                format!("attempt {n} failed"),
+            ));
         }
         Ok(vec![Outgoing::record(
             Subject::Result(req.request.request_id.clone()),
@@ -108,7 +111,11 @@ async fn transient_failures_are_retried_then_succeed() {
     let r: ScanResult = codec::decode(&msg.payload).unwrap();
     assert_eq!(r.status, ScanStatus::Succeeded);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(stage.calls.load(Ordering::SeqCst), 2, "one failure, one success, duplicate dropped");
+    assert_eq!(
+        stage.calls.load(Ordering::SeqCst),
+        2,
+        "one failure, one success, duplicate dropped"
+    );
     tx.send(true).unwrap();
     tokio::time::timeout(Duration::from_secs(10), handle)
         .await
@@ -203,5 +210,9 @@ async fn permanent_errors_fail_at_once_and_runner_survives_nats_restart() {
         .unwrap();
     let f: StageFailed = codec::decode(&m.payload).unwrap();
     assert_eq!(f.failure.kind, FailureKind::NotFound);
-    assert_eq!(stage.calls.load(Ordering::SeqCst), 1, "permanent errors are not retried");
+    assert_eq!(
+        stage.calls.load(Ordering::SeqCst),
+        1,
+        "permanent errors are not retried"
+    );
 }

@@ -131,7 +131,9 @@ pub mod testbed {
         }
         let cache = std::env::var("XDG_CACHE_HOME")
             .map(PathBuf::from)
-            .unwrap_or_else(|_| PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache"));
+            .unwrap_or_else(|_| {
+                PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cache")
+            });
         cache.join("image-testbed/images")
     }
 
@@ -147,7 +149,9 @@ pub mod testbed {
     }
 
     pub fn docker_archive(name: &str) -> PathBuf {
-        images_dir().join("docker-archive").join(format!("{name}.tar"))
+        images_dir()
+            .join("docker-archive")
+            .join(format!("{name}.tar"))
     }
 
     /// `expected.json`, parsed.
@@ -158,7 +162,8 @@ pub mod testbed {
 
     /// `images.json` entry of one image (digests change on every rebuild).
     pub fn image_info(name: &str) -> serde_json::Value {
-        let s = std::fs::read_to_string(images_dir().join("images.json")).expect("read images.json");
+        let s =
+            std::fs::read_to_string(images_dir().join("images.json")).expect("read images.json");
         let v: serde_json::Value = serde_json::from_str(&s).expect("parse images.json");
         v.as_array()
             .and_then(|a| a.iter().find(|e| e["name"] == name).cloned())
@@ -235,8 +240,11 @@ impl Registry {
     /// Push testbed images (all when `only` is empty) with their digests preserved.
     pub fn push_testbed(&self, only: &[&str]) {
         let mut cmd = Command::new("bash");
-        cmd.arg(testbed::dir().join("make-images.sh"))
-            .args(["--push-only", "--push", &self.host()]);
+        cmd.arg(testbed::dir().join("make-images.sh")).args([
+            "--push-only",
+            "--push",
+            &self.host(),
+        ]);
         if !only.is_empty() {
             cmd.args(["--only", &only.join(",")]);
         }

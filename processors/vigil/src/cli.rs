@@ -1,0 +1,469 @@
+//! Command-line interface.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use futures::StreamExt;
+use vigil_contracts::{
+    codec, Action, RequestContext, ScanRequest, ScanResult, ScanStatus, StageName, Subject,
+};
+use vigil_runtime::blobs::{BlobStore, LocalBlobStore};
+use vigil_runtime::inprocess::InProcess;
+use vigil_runtime::jetstream::{self, JetStreamRunner, ObjectStoreBlobs};
+use vigil_runtime::Outgoing;
+
+use crate::report::{self, Format};
+use crate::wiring::{self, Config};
+
+#[derive(Parser)]
+#[command(
+    name = "vigil",
+    version,
+    about = "Container image analysis, vulnerability matching and policy evaluation"
+)]
+pub struct Cli {
+    /// Configuration file (TOML); also `VIGIL_CONFIG`.
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// Data directory of the embedded store (default: the user's data dir + /vigil).
+    #[arg(long, global = true, env = "VIGIL_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Log as JSON lines.
+    #[arg(long, global = true)]
+    pub log_json: bool,
+    /// More logging on stderr.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+pub enum Cmd {
+    /// Scan an image in this process, with no services (embedded store).
+    Scan(ScanArgs),
+    /// Vulnerability feeds.
+    Feeds {
+        #[command(subcommand)]
+        cmd: FeedsCmd,
+    },
+    /// Run stages as JetStream consumers: any of fetch extract analyze match evaluate notify feeds, or `all`.
+    Run {
+        #[arg(required = true)]
+        stages: Vec<String>,
+        #[command(flatten)]
+        nats: NatsArgs,
+    },
+    /// Publish a scan request on NATS and, with --wait, print the result.
+    Submit {
+        source: String,
+        #[arg(long)]
+        wait: bool,
+        #[arg(short = 'o', long, value_enum, default_value = "table")]
+        output: Format,
+        #[arg(long)]
+        platform: Option<String>,
+        /// Policy bundle file (JSON) evaluated with this request.
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// Re-analyse even if the digest was analysed before.
+        #[arg(long)]
+        force: bool,
+        /// Request id (default: a new UUID).
+        #[arg(long)]
+        request_id: Option<String>,
+        /// Seconds to wait for the result.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+        #[arg(long)]
+        fail_on_policy: bool,
+        #[command(flatten)]
+        nats: NatsArgs,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct NatsArgs {
+    /// NATS server URL (also `VIGIL_NATS__URL`).
+    #[arg(long)]
+    pub nats: Option<String>,
+    /// Subject prefix (also `VIGIL_NATS__PREFIX`).
+    #[arg(long)]
+    pub prefix: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct ScanArgs {
+    /// `HOST/REPO:TAG`, `HOST/REPO@sha256:…`, `oci-dir:PATH`, `docker-archive:PATH` or `dir:PATH`.
+    pub source: String,
+    #[arg(short = 'o', long, value_enum, default_value = "table")]
+    pub output: Format,
+    /// Policy bundle file (Anchore format, JSON); default: the active stored bundle or the built-in one.
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// Platform of a multi-platform image, `os/arch[/variant]` (default linux/amd64).
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Exit with 1 when the policy's final action is STOP.
+    #[arg(long)]
+    pub fail_on_policy: bool,
+    /// Re-analyse even if the digest was analysed before.
+    #[arg(long)]
+    pub force: bool,
+    /// Plain-HTTP registries besides loopback (repeatable).
+    #[arg(long = "insecure-registry")]
+    pub insecure: Vec<String>,
+    /// Extra CA certificate (PEM) for registry TLS (repeatable).
+    #[arg(long = "ca-cert")]
+    pub ca_certs: Vec<PathBuf>,
+    /// Registry credentials `REGISTRY=USER:PASSWORD` (repeatable; also `VIGIL_REGISTRY_AUTH`).
+    #[arg(long = "registry-auth")]
+    pub auth: Vec<String>,
+}
+
+#[derive(Subcommand)]
+pub enum FeedsCmd {
+    /// Download and ingest the configured feeds (or those given with --feed).
+    Sync {
+        /// `KIND=URL` with KIND debian, alpine or osv; URL http(s)://, file:// or a path (repeatable).
+        #[arg(long = "feed")]
+        feeds: Vec<String>,
+    },
+    /// Show the sync state of every feed.
+    List,
+}
+
+fn config(cli_config: Option<&PathBuf>, data_dir: Option<PathBuf>) -> Result<Config> {
+    let mut cfg = wiring::load_config(cli_config.map(|p| p.as_path()))?;
+    if let Some(d) = data_dir {
+        cfg.data_dir = d;
+    }
+    Ok(cfg)
+}
+
+pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
+    vigil_runtime::install_crypto_provider();
+    let cfg = config(cli.config.as_ref(), cli.data_dir.clone())?;
+    match cli.cmd {
+        Cmd::Scan(a) => scan(cfg, a).await,
+        Cmd::Feeds { cmd } => feeds(cfg, cmd).await,
+        Cmd::Run { stages, nats } => run(apply_nats(cfg, &nats), stages).await,
+        Cmd::Submit {
+            source,
+            wait,
+            output,
+            platform,
+            policy,
+            force,
+            request_id,
+            timeout,
+            fail_on_policy,
+            nats,
+        } => {
+            let cfg = apply_nats(cfg, &nats);
+            let request = RequestContext {
+                request_id: request_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+                source,
+                platform,
+                policy_id: None,
+                policy_bundle: read_policy(policy.as_ref())?,
+                submitted_at: vigil_runtime::now_millis(),
+            };
+            submit(cfg, request, force, wait, output, timeout, fail_on_policy).await
+        }
+    }
+}
+
+fn apply_nats(mut cfg: Config, a: &NatsArgs) -> Config {
+    if let Some(u) = &a.nats {
+        cfg.nats.url = u.clone();
+    }
+    if let Some(p) = &a.prefix {
+        cfg.nats.prefix = p.clone();
+    }
+    cfg
+}
+
+fn read_policy(p: Option<&PathBuf>) -> Result<Option<String>> {
+    match p {
+        None => Ok(None),
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("reading policy bundle {}", p.display()))?;
+            // Validate before anything runs, so a bad bundle is a clear error up front.
+            vigil_evaluate::load_bundle(&text)
+                .map_err(|e| anyhow::anyhow!("policy bundle {}: {e}", p.display()))?;
+            Ok(Some(text))
+        }
+    }
+}
+
+fn exit_code(result: &ScanResult, fail_on_policy: bool) -> ExitCode {
+    if result.status == ScanStatus::Failed {
+        return ExitCode::from(2);
+    }
+    let stop = result
+        .report
+        .as_ref()
+        .and_then(|r| r.evaluation.as_ref())
+        .is_some_and(|e| e.final_action == Action::Stop);
+    if fail_on_policy && stop {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+async fn scan(mut cfg: Config, a: ScanArgs) -> Result<ExitCode> {
+    cfg.fetch
+        .insecure_registries
+        .extend(a.insecure.iter().cloned());
+    cfg.fetch.ca_certs.extend(a.ca_certs.iter().cloned());
+    let mut auths = a.auth.clone();
+    if let Ok(v) = std::env::var("VIGIL_REGISTRY_AUTH") {
+        auths.extend(v.split(',').map(str::to_string));
+    }
+    for s in auths {
+        let (reg, cred) = s
+            .split_once('=')
+            .context("--registry-auth must be REGISTRY=USER:PASSWORD")?;
+        let (user, pass) = cred
+            .split_once(':')
+            .context("--registry-auth must be REGISTRY=USER:PASSWORD")?;
+        cfg.fetch.credentials.push(vigil_fetch::RegistryCredential {
+            registry: reg.to_string(),
+            username: user.to_string(),
+            password: pass.to_string(),
+        });
+    }
+    let store = wiring::open_store(&cfg).await?;
+    let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobStore::new(cfg.data_dir.join("blobs")));
+    let mut runner = InProcess::new(cfg.nats.subjects());
+    for s in [
+        StageName::Fetch,
+        StageName::Extract,
+        StageName::Analyze,
+        StageName::Match,
+        StageName::Evaluate,
+        StageName::Notify,
+    ] {
+        runner = runner.with_stage(wiring::stage(s, &cfg, &store, &blobs));
+    }
+    let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let started = std::time::Instant::now();
+    runner = runner.with_progress(Arc::new(move |stage, _| {
+        if interactive {
+            eprint!(
+                "\r\x1b[2K[{:>5.1}s] {stage}…",
+                started.elapsed().as_secs_f32()
+            );
+        } else {
+            eprintln!("[{:>5.1}s] {stage}", started.elapsed().as_secs_f32());
+        }
+    }));
+    let request = RequestContext {
+        request_id: uuid::Uuid::new_v4().to_string(),
+        source: a.source.clone(),
+        platform: a.platform.clone(),
+        policy_id: None,
+        policy_bundle: read_policy(a.policy.as_ref())?,
+        submitted_at: vigil_runtime::now_millis(),
+    };
+    let first = Outgoing::record(
+        Subject::ScanRequest,
+        format!("req-{}", request.request_id),
+        &ScanRequest {
+            request,
+            force: a.force,
+        },
+    )?;
+    let collected = runner.run(vec![first]).await;
+    if interactive {
+        eprint!("\r\x1b[2K");
+    }
+    let Some(result) = collected.results.into_iter().next() else {
+        bail!("the scan ended without a result (this is a bug)");
+    };
+    print!("{}", report::render(&result, a.output));
+    if let Some(f) = &result.failure {
+        eprintln!("vigil: scan failed in {}: {}", f.stage, f.message);
+    }
+    Ok(exit_code(&result, a.fail_on_policy))
+}
+
+async fn feeds(mut cfg: Config, cmd: FeedsCmd) -> Result<ExitCode> {
+    let store = wiring::open_store(&cfg).await?;
+    match cmd {
+        FeedsCmd::Sync { feeds } => {
+            if !feeds.is_empty() {
+                cfg.feeds = feed_specs(&feeds)?;
+            }
+            let progress = |msg: &str| eprintln!("feeds: {msg}");
+            let deltas = vigil_feeds::sync(&cfg.feeds, &store, &progress)
+                .await
+                .context("feed sync")?;
+            for d in &deltas {
+                eprintln!("feeds: {} changed {} package keys", d.feed, d.changed.len());
+            }
+            for s in store.list_feed_states().await? {
+                println!("{:<16} {:>8} records  {}", s.feed, s.record_count, s.url);
+            }
+        }
+        FeedsCmd::List => {
+            for s in store.list_feed_states().await? {
+                println!(
+                    "{:<16} {:>8} records  last sync {}  {}",
+                    s.feed, s.record_count, s.last_sync, s.url
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `KIND=URL` flags into a feed list; repeated kinds are named `kind-2`, `kind-3`, ….
+fn feed_specs(specs: &[String]) -> Result<vigil_feeds::FeedsConfig> {
+    use vigil_feeds::{FeedKind, FeedSource};
+    let mut feeds: Vec<FeedSource> = Vec::new();
+    for spec in specs {
+        let (kind, url) = spec
+            .split_once('=')
+            .with_context(|| format!("--feed {spec}: expected KIND=URL"))?;
+        let kind = match kind {
+            "debian" => FeedKind::Debian,
+            "alpine" => FeedKind::Alpine,
+            "osv" => FeedKind::Osv,
+            other => bail!("--feed {spec}: unknown feed kind {other} (debian, alpine or osv)"),
+        };
+        let n = feeds.iter().filter(|f| f.kind == kind).count();
+        let name = if n == 0 {
+            kind.as_str().to_string()
+        } else {
+            format!("{}-{}", kind.as_str(), n + 1)
+        };
+        feeds.push(FeedSource::new(kind, name, url));
+    }
+    Ok(vigil_feeds::FeedsConfig { feeds })
+}
+
+async fn run(cfg: Config, names: Vec<String>) -> Result<ExitCode> {
+    let mut stages = Vec::new();
+    for n in &names {
+        if n == "all" {
+            stages.extend(StageName::ALL);
+        } else {
+            stages.push(StageName::parse(n).with_context(|| {
+                format!("unknown stage {n}: use fetch, extract, analyze, match, evaluate, notify, feeds or all")
+            })?);
+        }
+    }
+    stages.sort();
+    stages.dedup();
+    let client = jetstream::connect(&cfg.nats.url).await?;
+    let subjects = cfg.nats.subjects();
+    let mut runner = JetStreamRunner::new(client, subjects.clone(), cfg.nats.tuning());
+    runner.concurrency = cfg.nats.concurrency;
+    if cfg.nats.hold_ms > 0 {
+        if let Some(s) = StageName::parse(&cfg.nats.hold_stage) {
+            runner.hold = Some((s, Duration::from_millis(cfg.nats.hold_ms)));
+        }
+    }
+    jetstream::ensure_streams(runner.context(), &subjects).await?;
+    let store = wiring::open_store(&cfg).await?;
+    let blobs: Arc<dyn BlobStore> = Arc::new(
+        ObjectStoreBlobs::open(
+            runner.context(),
+            &subjects,
+            Duration::from_secs(cfg.nats.blob_ttl_secs),
+        )
+        .await?,
+    );
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    for s in stages {
+        let stage = wiring::stage(s, &cfg, &store, &blobs);
+        let runner = runner.clone();
+        let rx = rx.clone();
+        tasks.push(tokio::spawn(
+            async move { runner.run_stage(stage, rx).await },
+        ));
+    }
+    eprintln!(
+        "vigil: running {} on {} (prefix {})",
+        names.join(" "),
+        cfg.nats.url,
+        cfg.nats.prefix
+    );
+    shutdown_signal().await;
+    eprintln!("vigil: shutting down");
+    let _ = tx.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+}
+
+async fn submit(
+    cfg: Config,
+    request: RequestContext,
+    force: bool,
+    wait: bool,
+    output: Format,
+    timeout: u64,
+    fail_on_policy: bool,
+) -> Result<ExitCode> {
+    let client = jetstream::connect(&cfg.nats.url).await?;
+    let subjects = cfg.nats.subjects();
+    let js = async_nats::jetstream::new(client);
+    jetstream::ensure_streams(&js, &subjects).await?;
+    let id = request.request_id.clone();
+    // Read the result from the results stream (not a plain subscription), so a result
+    // published before we listen is not missed.
+    let consumer = if wait {
+        let stream = js
+            .get_stream(vigil_contracts::streams::results_stream(&subjects).name)
+            .await?;
+        Some(
+            stream
+                .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
+                    filter_subject: subjects.render(&Subject::Result(id.clone())),
+                    ..Default::default()
+                })
+                .await?,
+        )
+    } else {
+        None
+    };
+    let out = Outgoing::record(
+        Subject::ScanRequest,
+        format!("req-{id}"),
+        &ScanRequest { request, force },
+    )?;
+    jetstream::publish(&js, &subjects, &out).await?;
+    eprintln!("vigil: submitted request {id}");
+    let Some(consumer) = consumer else {
+        println!("{id}");
+        return Ok(ExitCode::SUCCESS);
+    };
+    let mut messages = consumer.messages().await?;
+    let msg = tokio::time::timeout(Duration::from_secs(timeout), messages.next())
+        .await
+        .with_context(|| format!("no result for request {id} within {timeout} s"))?
+        .context("result stream closed")??;
+    let result: ScanResult = codec::decode(&msg.payload)?;
+    print!("{}", report::render(&result, output));
+    Ok(exit_code(&result, fail_on_policy))
+}

@@ -1,0 +1,172 @@
+//! Configuration and the construction of stages, shared by every command.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+use vigil_contracts::streams::ConsumerTuning;
+use vigil_contracts::{StageName, Subjects};
+use vigil_runtime::blobs::BlobStore;
+use vigil_runtime::Stage;
+use vigil_store::Store;
+
+/// Everything configurable, with defaults; file → environment (`VIGIL_…`) → flags.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    pub nats: NatsConfig,
+    /// Data directory of the embedded store and the local blob cache.
+    pub data_dir: PathBuf,
+    pub store: StoreConfig,
+    pub fetch: vigil_fetch::FetchConfig,
+    pub extract: vigil_extract::ExtractLimits,
+    pub feeds: vigil_feeds::FeedsConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            nats: NatsConfig::default(),
+            data_dir: default_data_dir(),
+            store: StoreConfig::default(),
+            fetch: Default::default(),
+            extract: Default::default(),
+            feeds: Default::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NatsConfig {
+    pub url: String,
+    pub prefix: String,
+    pub ack_wait_secs: u64,
+    pub max_deliver: i64,
+    pub max_ack_pending: i64,
+    /// Messages handled at once per stage in this process.
+    pub concurrency: usize,
+    /// Time-to-live of staged blobs in the object store.
+    pub blob_ttl_secs: u64,
+    /// Failure testing: hold every message of this stage for `hold_ms` before handling it.
+    pub hold_stage: String,
+    pub hold_ms: u64,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        let t = ConsumerTuning::default();
+        NatsConfig {
+            url: "nats://127.0.0.1:4222".into(),
+            prefix: "vigil".into(),
+            ack_wait_secs: t.ack_wait.as_secs(),
+            max_deliver: t.max_deliver,
+            max_ack_pending: t.max_ack_pending,
+            concurrency: 4,
+            blob_ttl_secs: 24 * 3600,
+            hold_stage: String::new(),
+            hold_ms: 0,
+        }
+    }
+}
+
+impl NatsConfig {
+    pub fn tuning(&self) -> ConsumerTuning {
+        ConsumerTuning {
+            ack_wait: std::time::Duration::from_secs(self.ack_wait_secs.max(1)),
+            max_deliver: self.max_deliver.max(1),
+            max_ack_pending: self.max_ack_pending.max(1),
+        }
+    }
+
+    pub fn subjects(&self) -> Subjects {
+        Subjects::new(self.prefix.clone())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StoreConfig {
+    /// ScyllaDB contact points (`host:9042`); empty = the embedded store in the data dir.
+    pub scylla_nodes: Vec<String>,
+    pub keyspace: String,
+    pub replication_factor: u32,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            scylla_nodes: Vec::new(),
+            keyspace: "vigil".into(),
+            replication_factor: 1,
+        }
+    }
+}
+
+pub fn default_data_dir() -> PathBuf {
+    dirs::data_dir()
+        .unwrap_or_else(std::env::temp_dir)
+        .join("vigil")
+}
+
+pub fn load_config(file: Option<&Path>) -> Result<Config> {
+    let file = file
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("VIGIL_CONFIG").map(PathBuf::from));
+    vigil_runtime::config::load(file.as_deref(), "VIGIL", std::env::vars())
+        .context("loading configuration")
+}
+
+pub async fn open_store(cfg: &Config) -> Result<Store> {
+    if cfg.store.scylla_nodes.is_empty() {
+        let path = cfg.data_dir.join("vigil.redb");
+        Store::open_embedded(&path)
+            .with_context(|| format!("opening the embedded store {}", path.display()))
+    } else {
+        let b = vigil_store::scylla_backend::ScyllaBackend::connect(
+            &cfg.store.scylla_nodes,
+            &cfg.store.keyspace,
+            cfg.store.replication_factor,
+        )
+        .await
+        .context("connecting to ScyllaDB")?;
+        Ok(Store::new(Arc::new(b)))
+    }
+}
+
+/// Build one stage.
+pub fn stage(
+    name: StageName,
+    cfg: &Config,
+    store: &Store,
+    blobs: &Arc<dyn BlobStore>,
+) -> Arc<dyn Stage> {
+    match name {
+        StageName::Fetch => {
+            let mut fc = cfg.fetch.clone();
+            fc.extractor_version = vigil_extract::EXTRACTOR_VERSION;
+            if fc.temp_dir.is_none() {
+                fc.temp_dir = Some(cfg.data_dir.join("blobs"));
+            }
+            Arc::new(vigil_fetch::FetchStage::new(
+                fc,
+                store.clone(),
+                blobs.clone(),
+            ))
+        }
+        StageName::Extract => Arc::new(vigil_extract::ExtractStage::new(
+            cfg.extract.clone(),
+            store.clone(),
+            blobs.clone(),
+        )),
+        StageName::Analyze => Arc::new(vigil_analyze::AnalyzeStage::new(store.clone())),
+        StageName::Match => Arc::new(vigil_match::MatchStage::new(store.clone())),
+        StageName::Evaluate => Arc::new(vigil_evaluate::EvaluateStage::new(store.clone())),
+        StageName::Notify => Arc::new(vigil_notify::NotifyStage::new(store.clone())),
+        StageName::Feeds => Arc::new(vigil_feeds::FeedsStage::new(
+            cfg.feeds.clone(),
+            store.clone(),
+        )),
+    }
+}
