@@ -1,0 +1,110 @@
+//! Alpine secdb: `{distroversion: "v3.19", packages: [{pkg: {name, secfixes: {version: [ids]}}}]}`.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+use vigil_contracts::{Advisory, AffectedRange, FixState, Severity};
+use vigil_match::version::apk;
+
+use crate::FeedError;
+
+fn looks_like_id(s: &str) -> bool {
+    s.contains('-') && s.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+}
+
+/// Parse one secdb file. A malformed package entry is skipped with a warning.
+pub fn parse(feed: &str, bytes: &[u8]) -> Result<Vec<Advisory>, FeedError> {
+    let err = |m: String| FeedError::Parse {
+        feed: feed.to_string(),
+        message: m,
+    };
+    let root: Value =
+        serde_json::from_slice(bytes).map_err(|e| err(format!("alpine secdb JSON: {e}")))?;
+    let release = root
+        .get("distroversion")
+        .and_then(Value::as_str)
+        .ok_or_else(|| err("alpine secdb without distroversion".into()))?;
+    let release = release.trim().trim_start_matches('v');
+    let namespace = format!("alpine:{release}");
+    let packages = root
+        .get("packages")
+        .and_then(Value::as_array)
+        .ok_or_else(|| err("alpine secdb without packages".into()))?;
+    let mut out = Vec::new();
+    for p in packages {
+        let pkg = p.get("pkg").unwrap_or(p);
+        let (Some(name), Some(secfixes)) = (
+            pkg.get("name").and_then(Value::as_str),
+            pkg.get("secfixes").and_then(Value::as_object),
+        ) else {
+            tracing::warn!(feed, "skipping malformed secdb package entry");
+            continue;
+        };
+        // id -> smallest fixed version ("0" = not affected).
+        let mut by_id: BTreeMap<String, String> = BTreeMap::new();
+        for (version, ids) in secfixes {
+            let Some(ids) = ids.as_array() else {
+                tracing::warn!(
+                    feed,
+                    package = name,
+                    version,
+                    "skipping malformed secfixes entry"
+                );
+                continue;
+            };
+            for id in ids
+                .iter()
+                .filter_map(Value::as_str)
+                .flat_map(str::split_whitespace)
+            {
+                if !looks_like_id(id) {
+                    continue;
+                }
+                let v = version.trim().to_string();
+                match by_id.get(id) {
+                    Some(prev) if prev == "0" => {}
+                    Some(prev) if v != "0" && apk::compare(prev, &v).is_le() => {}
+                    _ => {
+                        by_id.insert(id.to_string(), v);
+                    }
+                }
+            }
+        }
+        for (id, fixed) in by_id {
+            let not_affected = fixed == "0";
+            let url = if id.starts_with("CVE-") {
+                vec![format!("https://security.alpinelinux.org/vuln/{id}")]
+            } else {
+                Vec::new()
+            };
+            out.push(Advisory {
+                id,
+                aliases: Vec::new(),
+                namespace: namespace.clone(),
+                package: name.to_string(),
+                feed: feed.to_string(),
+                severity: Severity::Unknown,
+                state: if not_affected {
+                    FixState::NotAffected
+                } else {
+                    FixState::Fixed
+                },
+                ranges: if not_affected {
+                    Vec::new()
+                } else {
+                    vec![AffectedRange {
+                        introduced: None,
+                        fixed: Some(fixed),
+                        last_affected: None,
+                    }]
+                },
+                versions: Vec::new(),
+                description: None,
+                urls: url,
+                published: None,
+                modified: None,
+            });
+        }
+    }
+    Ok(out)
+}

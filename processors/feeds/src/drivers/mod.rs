@@ -1,0 +1,61 @@
+//! Drivers: parse a source's own format into [`Advisory`] records grouped by key.
+
+use std::collections::BTreeMap;
+
+use vigil_contracts::{Advisory, PackageKey};
+
+pub mod alpine;
+pub mod debian;
+pub mod osv;
+
+/// Advisories grouped by (namespace, package), each list sorted by id.
+pub type Grouped = BTreeMap<PackageKey, Vec<Advisory>>;
+
+/// Group advisories by key; two records with the same id under one key are merged
+/// (ranges and versions joined).
+pub fn group(advisories: Vec<Advisory>) -> Grouped {
+    let mut by_key: BTreeMap<PackageKey, BTreeMap<String, Advisory>> = BTreeMap::new();
+    for a in advisories {
+        let key = PackageKey {
+            namespace: a.namespace.clone(),
+            package: a.package.clone(),
+        };
+        let slot = by_key.entry(key).or_default();
+        match slot.get_mut(&a.id) {
+            None => {
+                slot.insert(a.id.clone(), a);
+            }
+            Some(prev) => {
+                for r in a.ranges {
+                    if !prev.ranges.contains(&r) {
+                        prev.ranges.push(r);
+                    }
+                }
+                for v in a.versions {
+                    if !prev.versions.contains(&v) {
+                        prev.versions.push(v);
+                    }
+                }
+                for al in a.aliases {
+                    if !prev.aliases.contains(&al) {
+                        prev.aliases.push(al);
+                    }
+                }
+                prev.severity = prev.severity.max(a.severity);
+            }
+        }
+    }
+    by_key
+        .into_iter()
+        .map(|(k, m)| (k, m.into_values().collect()))
+        .collect()
+}
+
+/// Number of advisories per namespace.
+pub fn counts(g: &Grouped) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for (k, v) in g {
+        *out.entry(k.namespace.clone()).or_insert(0) += v.len() as u64;
+    }
+    out
+}

@@ -1,0 +1,238 @@
+//! OSV records (https://ossf.github.io/osv-schema/): one advisory per `affected[]` package.
+
+use std::io::Read;
+
+use serde_json::Value;
+use vigil_contracts::{Advisory, AffectedRange, FixState, Severity};
+use vigil_match::namespace::{ecosystem_namespace, normalize_name};
+
+use crate::FeedError;
+
+fn strs(v: Option<&Value>) -> Vec<String> {
+    v.and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn severity_word(v: Option<&Value>) -> Option<Severity> {
+    let s = v?.as_str()?;
+    match Severity::parse_loose(s) {
+        Severity::Unknown => None,
+        s => Some(s),
+    }
+}
+
+/// Ranges from OSV events: each `introduced` opens a range that the next `fixed` or
+/// `last_affected` closes.
+fn ranges(events: &[Value]) -> Vec<AffectedRange> {
+    let mut out = Vec::new();
+    let mut open: Option<AffectedRange> = None;
+    for e in events {
+        if let Some(i) = e.get("introduced").and_then(Value::as_str) {
+            if let Some(r) = open.take() {
+                out.push(r);
+            }
+            open = Some(AffectedRange {
+                introduced: Some(i.to_string()),
+                fixed: None,
+                last_affected: None,
+            });
+        } else if let Some(f) = e.get("fixed").and_then(Value::as_str) {
+            let mut r = open.take().unwrap_or(AffectedRange {
+                introduced: None,
+                fixed: None,
+                last_affected: None,
+            });
+            r.fixed = Some(f.to_string());
+            out.push(r);
+        } else if let Some(l) = e.get("last_affected").and_then(Value::as_str) {
+            let mut r = open.take().unwrap_or(AffectedRange {
+                introduced: None,
+                fixed: None,
+                last_affected: None,
+            });
+            r.last_affected = Some(l.to_string());
+            out.push(r);
+        }
+    }
+    if let Some(r) = open {
+        out.push(r);
+    }
+    out
+}
+
+/// Parse one OSV record into advisories (none when withdrawn).
+pub fn parse_record(feed: &str, v: &Value) -> Result<Vec<Advisory>, String> {
+    let id = v
+        .get("id")
+        .and_then(Value::as_str)
+        .ok_or("OSV record without id")?;
+    if v.get("withdrawn").is_some_and(|w| !w.is_null()) {
+        return Ok(Vec::new());
+    }
+    let affected = v
+        .get("affected")
+        .and_then(Value::as_array)
+        .ok_or_else(|| format!("{id}: no affected list"))?;
+    let mut aliases = strs(v.get("aliases"));
+    for r in strs(v.get("related")) {
+        if r.starts_with("CVE-") && !aliases.contains(&r) {
+            aliases.push(r);
+        }
+    }
+    let description = v
+        .get("summary")
+        .and_then(Value::as_str)
+        .or_else(|| v.get("details").and_then(Value::as_str))
+        .map(str::to_string);
+    let urls: Vec<String> = v
+        .get("references")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|r| r.get("url").and_then(Value::as_str).map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let record_severity = severity_word(v.pointer("/database_specific/severity")).or_else(|| {
+        v.get("severity")
+            .and_then(Value::as_array)
+            .and_then(|a| a.iter().find_map(|s| severity_word(s.get("score"))))
+    });
+    let mut out = Vec::new();
+    for a in affected {
+        let (Some(eco), Some(name)) = (
+            a.pointer("/package/ecosystem").and_then(Value::as_str),
+            a.pointer("/package/name").and_then(Value::as_str),
+        ) else {
+            return Err(format!("{id}: affected entry without package"));
+        };
+        let Some(namespace) = ecosystem_namespace(eco) else {
+            continue;
+        };
+        let mut rs = Vec::new();
+        for r in a
+            .get("ranges")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let kind = r.get("type").and_then(Value::as_str).unwrap_or("");
+            if kind != "ECOSYSTEM" && kind != "SEMVER" {
+                continue;
+            }
+            let events = r
+                .get("events")
+                .and_then(Value::as_array)
+                .ok_or_else(|| format!("{id}: range without events"))?;
+            rs.extend(ranges(events));
+        }
+        let versions = strs(a.get("versions"));
+        if rs.is_empty() && versions.is_empty() {
+            continue;
+        }
+        let severity = severity_word(a.pointer("/ecosystem_specific/severity"))
+            .or_else(|| severity_word(a.pointer("/database_specific/severity")))
+            .or(record_severity)
+            .unwrap_or(Severity::Unknown);
+        let state = if rs.iter().any(|r| r.fixed.is_some()) {
+            FixState::Fixed
+        } else {
+            FixState::NotFixed
+        };
+        out.push(Advisory {
+            id: id.to_string(),
+            aliases: aliases.clone(),
+            package: normalize_name(&namespace, name),
+            namespace,
+            feed: feed.to_string(),
+            severity,
+            state,
+            ranges: rs,
+            versions,
+            description: description.clone(),
+            urls: urls.clone(),
+            published: v
+                .get("published")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            modified: v
+                .get("modified")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        });
+    }
+    Ok(out)
+}
+
+/// Parse one JSON document: a record, or an array of records. Malformed records are
+/// skipped with a warning; `Err` only when the bytes are not JSON at all.
+pub fn parse_document(feed: &str, origin: &str, bytes: &[u8]) -> Result<Vec<Advisory>, String> {
+    let v: Value = serde_json::from_slice(bytes).map_err(|e| format!("{origin}: {e}"))?;
+    let records = match v {
+        Value::Array(a) => a,
+        other => vec![other],
+    };
+    let mut out = Vec::new();
+    for r in &records {
+        match parse_record(feed, r) {
+            Ok(a) => out.extend(a),
+            Err(e) => tracing::warn!(feed, origin, error = e, "skipping malformed OSV record"),
+        }
+    }
+    Ok(out)
+}
+
+/// Parse a set of named JSON files; a malformed file is skipped with a warning.
+pub fn parse_files<'a>(
+    feed: &str,
+    files: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+) -> (Vec<Advisory>, usize) {
+    let mut out = Vec::new();
+    let mut skipped = 0;
+    for (name, bytes) in files {
+        match parse_document(feed, name, bytes) {
+            Ok(a) => out.extend(a),
+            Err(e) => {
+                skipped += 1;
+                tracing::warn!(feed, error = e, "skipping malformed OSV file");
+            }
+        }
+    }
+    (out, skipped)
+}
+
+/// Read every `.json` entry of a zip archive (as osv.dev publishes per ecosystem),
+/// sorted by name. A damaged archive is an error.
+pub fn read_zip(
+    feed: &str,
+    origin: &str,
+    bytes: &[u8],
+) -> Result<Vec<(String, Vec<u8>)>, FeedError> {
+    let zerr = |m: String| FeedError::Zip {
+        feed: feed.to_string(),
+        path: origin.to_string(),
+        message: m,
+    };
+    let mut archive =
+        zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| zerr(e.to_string()))?;
+    let mut files = Vec::new();
+    for i in 0..archive.len() {
+        let mut f = archive.by_index(i).map_err(|e| zerr(e.to_string()))?;
+        if !f.is_file() || !f.name().ends_with(".json") {
+            continue;
+        }
+        let name = f.name().to_string();
+        let mut buf = Vec::with_capacity(f.size() as usize);
+        f.read_to_end(&mut buf)
+            .map_err(|e| zerr(format!("{name}: {e}")))?;
+        files.push((name, buf));
+    }
+    files.sort();
+    Ok(files)
+}

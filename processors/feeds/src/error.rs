@@ -1,0 +1,41 @@
+use thiserror::Error;
+
+/// Why a feed could not be synced.
+#[derive(Debug, Error)]
+pub enum FeedError {
+    #[error("feed {feed}: HTTP request to {url} failed: {message}")]
+    Http {
+        feed: String,
+        url: String,
+        message: String,
+    },
+    #[error("feed {feed}: {url} answered HTTP {status}")]
+    HttpStatus {
+        feed: String,
+        url: String,
+        status: u16,
+    },
+    #[error("feed {feed}: reading {path}: {source}")]
+    Io {
+        feed: String,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("feed {feed}: malformed content: {message}")]
+    Parse { feed: String, message: String },
+    #[error("feed {feed}: bad zip archive {path}: {message}")]
+    Zip {
+        feed: String,
+        path: String,
+        message: String,
+    },
+    #[error("feed {feed}: store: {source}")]
+    Store {
+        feed: String,
+        #[source]
+        source: vigil_store::StoreError,
+    },
+    #[error("unknown feed {0:?}")]
+    UnknownFeed(String),
+}

@@ -1,0 +1,100 @@
+//! The feeds stage: sync on request, publish what changed.
+
+use async_trait::async_trait;
+use tracing::Instrument;
+use vigil_contracts::codec;
+use vigil_contracts::{FailureKind, FeedDelta, FeedSyncRequest, StageName, Subject};
+use vigil_runtime::{Outgoing, Stage, StageError};
+use vigil_store::Store;
+
+use crate::config::FeedsConfig;
+use crate::sync::sync_selected;
+use crate::FeedError;
+
+/// Keys per published delta, to keep messages well under the NATS payload limit.
+pub const KEYS_PER_MESSAGE: usize = 2000;
+
+pub struct FeedsStage {
+    config: FeedsConfig,
+    store: Store,
+}
+
+impl FeedsStage {
+    pub fn new(config: FeedsConfig, store: Store) -> Self {
+        FeedsStage { config, store }
+    }
+}
+
+/// Split a delta into messages of at most [`KEYS_PER_MESSAGE`] keys.
+pub fn delta_messages(d: &FeedDelta) -> Result<Vec<Outgoing>, StageError> {
+    d.changed
+        .chunks(KEYS_PER_MESSAGE)
+        .enumerate()
+        .map(|(i, chunk)| {
+            Outgoing::record(
+                Subject::FeedsUpdated,
+                format!("feeds:{}:{}:{i}", d.feed, d.sync_id),
+                &FeedDelta {
+                    feed: d.feed.clone(),
+                    sync_id: d.sync_id.clone(),
+                    changed: chunk.to_vec(),
+                    synced_at: d.synced_at,
+                },
+            )
+        })
+        .collect()
+}
+
+#[async_trait]
+impl Stage for FeedsStage {
+    fn name(&self) -> StageName {
+        StageName::Feeds
+    }
+
+    async fn handle(&self, subject: &Subject, payload: &[u8]) -> Result<Vec<Outgoing>, StageError> {
+        if *subject != Subject::FeedsSync {
+            return Err(StageError::new(
+                FailureKind::InvalidRequest,
+                format!("feeds stage does not consume {subject:?}"),
+            ));
+        }
+        let req: FeedSyncRequest = codec::decode(payload)?;
+        let span = tracing::info_span!("feeds_sync", feeds = ?req.feeds);
+        async {
+            let progress = |m: &str| tracing::info!("{m}");
+            let report = sync_selected(&self.config, &req.feeds, &self.store, &progress)
+                .await
+                .map_err(|e| match e {
+                    FeedError::UnknownFeed(_) => {
+                        StageError::new(FailureKind::InvalidRequest, e.to_string())
+                    }
+                    e => StageError::new(FailureKind::Upstream, e.to_string()),
+                })?;
+            if report.deltas.is_empty() && !report.errors.is_empty() {
+                let msg = report
+                    .errors
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                let kind = if report
+                    .errors
+                    .iter()
+                    .all(|e| matches!(e, FeedError::Store { .. }))
+                {
+                    FailureKind::Store
+                } else {
+                    FailureKind::Upstream
+                };
+                return Err(StageError::new(kind, msg));
+            }
+            let mut out = Vec::new();
+            for d in &report.deltas {
+                out.extend(delta_messages(d)?);
+            }
+            Ok(out)
+        }
+        .instrument(span)
+        .await
+    }
+}
