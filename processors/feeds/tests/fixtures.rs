@@ -541,6 +541,45 @@ fn osv_language_rows_generic() {
         "2.13.4.2",
         &[],
     );
+    let count = |kind, name: &str, v: &str| {
+        let a = analysis("sha256:l", None, vec![pkg(kind, name, v)]);
+        matched_ids(&a, &g).len()
+    };
+    assert_eq!(count(PackageType::GoModule, "stdlib", "1.20.5"), 75);
+    assert_eq!(count(PackageType::GoModule, "stdlib", "1.22.0"), 68);
+    assert_eq!(
+        count(
+            PackageType::GoModule,
+            "github.com/nats-io/nats-server/v2",
+            "v2.9.15"
+        ),
+        15
+    );
+    assert_eq!(
+        count(
+            PackageType::GoModule,
+            "github.com/nats-io/nats-server/v2",
+            "2.10.27"
+        ),
+        13
+    );
+    check(
+        PackageType::Npm,
+        "express",
+        "4.16.0",
+        &["GHSA-qw6h-vgh9-j6wx", "GHSA-rv95-896h-c2vc"],
+    );
+    check(
+        PackageType::Python,
+        "Django",
+        "3.2.0",
+        &[
+            "GHSA-2gwj-7jmv-h26r",
+            "GHSA-p64x-8rxx-wf6q",
+            "GHSA-v6rh-hp5x-86rv",
+            "GHSA-xxj9-f6rv-m3x4",
+        ],
+    );
     check(
         PackageType::JavaArchive,
         "org.apache.commons:commons-text",

@@ -8,8 +8,8 @@ use common::*;
 use serde_json::Value;
 use vigil_contracts::codec;
 use vigil_contracts::{
-    AnalyzedImage, FailureKind, FeedDelta, FeedSyncRequest, MatchedImage, PackageKey,
-    PackageType, RequestContext, StageName, Subject,
+    AnalyzedImage, FailureKind, FeedDelta, FeedSyncRequest, MatchedImage, PackageKey, PackageType,
+    RequestContext, StageName, Subject,
 };
 use vigil_feeds::{sync, FeedError, FeedKind, FeedSource, FeedsConfig, FeedsStage};
 use vigil_match::MatchStage;
@@ -37,20 +37,45 @@ async fn incremental_sync_and_rematch() {
     std::fs::copy(feeds_dir().join("alpine/v3.19/main.json"), &alpine).unwrap();
     let config = FeedsConfig {
         feeds: vec![
-            FeedSource::new(FeedKind::Alpine, "alpine-3.19", format!("file://{}", alpine.display())),
-            FeedSource::new(FeedKind::Debian, "debian", feeds_dir().join("debian/tracker.json").display().to_string()),
-            FeedSource::new(FeedKind::Osv, "osv", feeds_dir().join("osv").display().to_string()),
+            FeedSource::new(
+                FeedKind::Alpine,
+                "alpine-3.19",
+                format!("file://{}", alpine.display()),
+            ),
+            FeedSource::new(
+                FeedKind::Debian,
+                "debian",
+                feeds_dir()
+                    .join("debian/tracker.json")
+                    .display()
+                    .to_string(),
+            ),
+            FeedSource::new(
+                FeedKind::Osv,
+                "osv",
+                feeds_dir().join("osv").display().to_string(),
+            ),
         ],
     };
     let deltas = sync(&config, &st, &quiet).await.unwrap();
-    assert_eq!(deltas.iter().map(|d| d.feed.as_str()).collect::<Vec<_>>(), ["alpine-3.19", "debian", "osv"]);
+    assert_eq!(
+        deltas.iter().map(|d| d.feed.as_str()).collect::<Vec<_>>(),
+        ["alpine-3.19", "debian", "osv"]
+    );
     assert_eq!(deltas[0].changed.len(), 5);
     assert!(deltas[1].changed.contains(&key("debian:12", "sope")));
     let state = st.get_feed_state("alpine-3.19").await.unwrap().unwrap();
-    assert_eq!(state.content_hash.as_deref(), Some(deltas[0].sync_id.as_str()));
+    assert_eq!(
+        state.content_hash.as_deref(),
+        Some(deltas[0].sync_id.as_str())
+    );
     assert_eq!(state.namespaces.keys().collect::<Vec<_>>(), ["alpine:3.19"]);
     assert!(state.record_count > 80);
-    assert!(!st.get_advisories(&key("pypi", "jinja2")).await.unwrap().is_empty());
+    assert!(!st
+        .get_advisories(&key("pypi", "jinja2"))
+        .await
+        .unwrap()
+        .is_empty());
 
     // Unchanged sources: no delta.
     assert!(sync(&config, &st, &quiet).await.unwrap().is_empty());
@@ -71,7 +96,10 @@ async fn incremental_sync_and_rematch() {
         image_digest: "sha256:img1".into(),
     };
     let out = ms
-        .handle(&Subject::Stage(StageName::Match), &codec::encode(&req).unwrap())
+        .handle(
+            &Subject::Stage(StageName::Match),
+            &codec::encode(&req).unwrap(),
+        )
         .await
         .unwrap();
     assert_eq!(out.len(), 1);
@@ -81,7 +109,12 @@ async fn incremental_sync_and_rematch() {
     let report = st.get_vuln_report("sha256:img1").await.unwrap().unwrap();
     assert_eq!(report.findings.len(), 6);
     assert_eq!(report.namespaces_with_data, ["alpine:3.19"]);
-    assert_eq!(st.images_for_key(&key("alpine:3.19", "busybox")).await.unwrap(), ["sha256:img1"]);
+    assert_eq!(
+        st.images_for_key(&key("alpine:3.19", "busybox"))
+            .await
+            .unwrap(),
+        ["sha256:img1"]
+    );
 
     // Change the feed: drop CVE-2023-42366 from busybox and add a zlib fix.
     let mut doc: Value = serde_json::from_slice(&std::fs::read(&alpine).unwrap()).unwrap();
@@ -95,15 +128,26 @@ async fn incremental_sync_and_rematch() {
             sf.insert("1.3-r3".into(), serde_json::json!(["CVE-2099-0001"]));
         }
     }
-    doc["packages"].as_array_mut().unwrap().retain(|p| p["pkg"]["name"] != "apk-tools");
+    doc["packages"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|p| p["pkg"]["name"] != "apk-tools");
     std::fs::write(&alpine, serde_json::to_vec_pretty(&doc).unwrap()).unwrap();
     let deltas = sync(&config, &st, &quiet).await.unwrap();
     assert_eq!(deltas.len(), 1);
     assert_eq!(
         deltas[0].changed,
-        [key("alpine:3.19", "apk-tools"), key("alpine:3.19", "busybox"), key("alpine:3.19", "zlib")]
+        [
+            key("alpine:3.19", "apk-tools"),
+            key("alpine:3.19", "busybox"),
+            key("alpine:3.19", "zlib")
+        ]
     );
-    assert!(st.get_advisories(&key("alpine:3.19", "apk-tools")).await.unwrap().is_empty());
+    assert!(st
+        .get_advisories(&key("alpine:3.19", "apk-tools"))
+        .await
+        .unwrap()
+        .is_empty());
 
     // Re-match from the delta.
     let payload = codec::encode(&deltas[0]).unwrap();
@@ -112,15 +156,37 @@ async fn incremental_sync_and_rematch() {
     let m: MatchedImage = codec::decode(&out[0].payload).unwrap();
     assert_eq!(m.request, None);
     let diff = m.diff.unwrap();
-    assert_eq!(diff.added.iter().map(|f| f.vuln_id.as_str()).collect::<Vec<_>>(), ["CVE-2099-0001"]);
-    assert_eq!(diff.removed.iter().map(|f| f.vuln_id.as_str()).collect::<Vec<_>>(), ["CVE-2023-42366"]);
+    assert_eq!(
+        diff.added
+            .iter()
+            .map(|f| f.vuln_id.as_str())
+            .collect::<Vec<_>>(),
+        ["CVE-2099-0001"]
+    );
+    assert_eq!(
+        diff.removed
+            .iter()
+            .map(|f| f.vuln_id.as_str())
+            .collect::<Vec<_>>(),
+        ["CVE-2023-42366"]
+    );
     // A redelivered delta changes nothing and publishes nothing.
-    assert!(ms.handle(&Subject::FeedsUpdated, &payload).await.unwrap().is_empty());
+    assert!(ms
+        .handle(&Subject::FeedsUpdated, &payload)
+        .await
+        .unwrap()
+        .is_empty());
 
     // Missing analysis: transient internal error.
-    let req = AnalyzedImage { request: None, image_digest: "sha256:none".into() };
+    let req = AnalyzedImage {
+        request: None,
+        image_digest: "sha256:none".into(),
+    };
     let e = ms
-        .handle(&Subject::Stage(StageName::Match), &codec::encode(&req).unwrap())
+        .handle(
+            &Subject::Stage(StageName::Match),
+            &codec::encode(&req).unwrap(),
+        )
         .await
         .unwrap_err();
     assert_eq!(e.kind, FailureKind::Internal);
@@ -135,7 +201,10 @@ async fn feeds_stage_publishes_deltas() {
         feeds: vec![FeedSource::new(
             FeedKind::Debian,
             "debian",
-            feeds_dir().join("debian/tracker.json").display().to_string(),
+            feeds_dir()
+                .join("debian/tracker.json")
+                .display()
+                .to_string(),
         )],
     };
     let stage = FeedsStage::new(config, st.clone());
@@ -146,8 +215,15 @@ async fn feeds_stage_publishes_deltas() {
     let d: FeedDelta = codec::decode(&out[0].payload).unwrap();
     assert_eq!(d.feed, "debian");
     assert!(out[0].msg_id.contains(&d.sync_id));
-    assert!(stage.handle(&Subject::FeedsSync, &req).await.unwrap().is_empty());
-    let bad = codec::encode(&FeedSyncRequest { feeds: vec!["nope".into()] }).unwrap();
+    assert!(stage
+        .handle(&Subject::FeedsSync, &req)
+        .await
+        .unwrap()
+        .is_empty());
+    let bad = codec::encode(&FeedSyncRequest {
+        feeds: vec!["nope".into()],
+    })
+    .unwrap();
     let e = stage.handle(&Subject::FeedsSync, &bad).await.unwrap_err();
     assert_eq!(e.kind, FailureKind::InvalidRequest);
 }
@@ -159,22 +235,44 @@ async fn malformed_osv_file_is_skipped() {
     let dir = tmp.path().join("osv");
     std::fs::create_dir_all(dir.join("PyPI")).unwrap();
     for f in ["GHSA-x84v-xcm2-53pg.json", "GHSA-462w-v97r-4m45.json"] {
-        std::fs::copy(feeds_dir().join("osv/PyPI").join(f), dir.join("PyPI").join(f)).unwrap();
+        std::fs::copy(
+            feeds_dir().join("osv/PyPI").join(f),
+            dir.join("PyPI").join(f),
+        )
+        .unwrap();
     }
-    std::fs::write(dir.join("PyPI/broken.json"), b"{\"id\": \"GHSA-bad\", \"affected\": [").unwrap();
-    std::fs::write(dir.join("PyPI/no-affected.json"), b"{\"id\": \"GHSA-none\"}").unwrap();
+    std::fs::write(
+        dir.join("PyPI/broken.json"),
+        b"{\"id\": \"GHSA-bad\", \"affected\": [",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("PyPI/no-affected.json"),
+        b"{\"id\": \"GHSA-none\"}",
+    )
+    .unwrap();
     std::fs::write(
         dir.join("PyPI/withdrawn.json"),
         br#"{"id": "GHSA-gone", "withdrawn": "2024-01-01T00:00:00Z", "affected": [{"package": {"ecosystem": "PyPI", "name": "requests"}, "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}]}]}]}"#,
     )
     .unwrap();
     let config = FeedsConfig {
-        feeds: vec![FeedSource::new(FeedKind::Osv, "osv", dir.display().to_string())],
+        feeds: vec![FeedSource::new(
+            FeedKind::Osv,
+            "osv",
+            dir.display().to_string(),
+        )],
     };
     let deltas = sync(&config, &st, &quiet).await.unwrap();
-    assert_eq!(deltas[0].changed, [key("pypi", "jinja2"), key("pypi", "requests")]);
+    assert_eq!(
+        deltas[0].changed,
+        [key("pypi", "jinja2"), key("pypi", "requests")]
+    );
     let req = st.get_advisories(&key("pypi", "requests")).await.unwrap();
-    assert_eq!(req.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(), ["GHSA-x84v-xcm2-53pg"]);
+    assert_eq!(
+        req.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
+        ["GHSA-x84v-xcm2-53pg"]
+    );
 }
 
 fn zip_of(dir: &std::path::Path) -> Vec<u8> {
@@ -182,10 +280,14 @@ fn zip_of(dir: &std::path::Path) -> Vec<u8> {
     let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let opts = zip::write::SimpleFileOptions::default()
         .compression_method(zip::CompressionMethod::Deflated);
-    let mut names: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     names.sort();
     for p in names {
-        w.start_file(p.file_name().unwrap().to_string_lossy(), opts).unwrap();
+        w.start_file(p.file_name().unwrap().to_string_lossy(), opts)
+            .unwrap();
         w.write_all(&std::fs::read(&p).unwrap()).unwrap();
     }
     w.finish().unwrap().into_inner()
@@ -199,7 +301,11 @@ async fn truncated_zip_is_an_error_and_keeps_data() {
     let full = zip_of(&feeds_dir().join("osv/PyPI"));
     std::fs::write(&zip_path, &full).unwrap();
     let config = FeedsConfig {
-        feeds: vec![FeedSource::new(FeedKind::Osv, "osv-pypi", zip_path.display().to_string())],
+        feeds: vec![FeedSource::new(
+            FeedKind::Osv,
+            "osv-pypi",
+            zip_path.display().to_string(),
+        )],
     };
     let deltas = sync(&config, &st, &quiet).await.unwrap();
     assert!(deltas[0].changed.contains(&key("pypi", "django")));
@@ -211,7 +317,10 @@ async fn truncated_zip_is_an_error_and_keeps_data() {
     let err = sync(&config, &st, &quiet).await.unwrap_err();
     assert!(matches!(err, FeedError::Zip { .. }), "{err}");
     assert!(err.to_string().contains("bad zip archive"), "{err}");
-    assert_eq!(st.get_advisories(&key("pypi", "django")).await.unwrap(), before);
+    assert_eq!(
+        st.get_advisories(&key("pypi", "django")).await.unwrap(),
+        before
+    );
     let state_after = st.get_feed_state("osv-pypi").await.unwrap().unwrap();
     assert_eq!(state_after.content_hash, state_before.content_hash);
 }
@@ -256,14 +365,25 @@ async fn http_conditional_request() {
     let tmp = tempfile::tempdir().unwrap();
     let st = store(&tmp);
     let config = FeedsConfig {
-        feeds: vec![FeedSource::new(FeedKind::Debian, "debian", format!("http://{addr}/tracker/data/json"))],
+        feeds: vec![FeedSource::new(
+            FeedKind::Debian,
+            "debian",
+            format!("http://{addr}/tracker/data/json"),
+        )],
     };
     let deltas = sync(&config, &st, &quiet).await.unwrap();
     assert_eq!(deltas.len(), 1);
     let state = st.get_feed_state("debian").await.unwrap().unwrap();
     assert_eq!(state.etag.as_deref(), Some("\"v1\""));
-    assert_eq!(state.last_modified.as_deref(), Some("Wed, 01 Jan 2025 00:00:00 GMT"));
-    assert!(!st.get_advisories(&key("debian:12", "sope")).await.unwrap().is_empty());
+    assert_eq!(
+        state.last_modified.as_deref(),
+        Some("Wed, 01 Jan 2025 00:00:00 GMT")
+    );
+    assert!(!st
+        .get_advisories(&key("debian:12", "sope"))
+        .await
+        .unwrap()
+        .is_empty());
 
     let deltas = sync(&config, &st, &quiet).await.unwrap();
     assert!(deltas.is_empty());

@@ -256,3 +256,194 @@ pub fn diff(old: &[Finding], new: &[Finding]) -> VulnDiff {
     }
     d
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vigil_contracts::{
+        Distro, ImageConfig, ImageDescriptor, ImageRef, PackageType, Severity, SourceKind,
+    };
+
+    fn adv(id: &str, ns: &str, pkg: &str, state: FixState, ranges: Vec<AffectedRange>) -> Advisory {
+        Advisory {
+            id: id.into(),
+            aliases: vec![],
+            namespace: ns.into(),
+            package: pkg.into(),
+            feed: "test".into(),
+            severity: Severity::High,
+            state,
+            ranges,
+            versions: vec![],
+            description: None,
+            urls: vec![],
+            published: None,
+            modified: None,
+        }
+    }
+
+    fn range(i: Option<&str>, f: Option<&str>, l: Option<&str>) -> AffectedRange {
+        AffectedRange {
+            introduced: i.map(Into::into),
+            fixed: f.map(Into::into),
+            last_affected: l.map(Into::into),
+        }
+    }
+
+    fn package(kind: PackageType, name: &str, v: &str, src: Option<&str>) -> Package {
+        Package {
+            name: name.into(),
+            version: v.into(),
+            kind,
+            arch: None,
+            source_name: src.map(Into::into),
+            source_version: None,
+            licenses: vec![],
+            locations: vec!["/var/lib/dpkg/status".into()],
+            purl: None,
+        }
+    }
+
+    fn analysis(distro: Option<Distro>, packages: Vec<Package>) -> Analysis {
+        Analysis {
+            descriptor: ImageDescriptor {
+                image: ImageRef {
+                    source_kind: SourceKind::Dir,
+                    name: "t".into(),
+                    tag: None,
+                    digest: "sha256:t".into(),
+                    index_digest: None,
+                    config_digest: "sha256:c".into(),
+                    platform: "linux/amd64".into(),
+                },
+                config: ImageConfig::default(),
+                layers: vec![],
+            },
+            distro,
+            packages,
+            file_count: 0,
+            image_size: 0,
+            analyzed_at: 0,
+            analyzer_version: 1,
+            warnings: vec![],
+        }
+    }
+
+    #[test]
+    fn ranges_and_states() {
+        let c = Comparator::Generic;
+        let a = adv(
+            "X",
+            "pypi",
+            "p",
+            FixState::Fixed,
+            vec![range(Some("1.0"), Some("2.0"), None)],
+        );
+        assert!(affects(c, "0.9", &a).is_none());
+        assert_eq!(affects(c, "1.0", &a).unwrap().0, ">= 1.0, < 2.0");
+        assert!(affects(c, "2.0", &a).is_none());
+        let l = adv(
+            "Y",
+            "pypi",
+            "p",
+            FixState::NotFixed,
+            vec![range(Some("0"), None, Some("1.5"))],
+        );
+        assert_eq!(affects(c, "1.5", &l).unwrap().0, "<= 1.5");
+        assert!(affects(c, "1.5.1", &l).is_none());
+        let mut v = adv("Z", "pypi", "p", FixState::NotFixed, vec![]);
+        v.versions = vec!["3.1".into()];
+        assert!(affects(c, "3.1.0", &v).is_some());
+        assert!(affects(c, "3.2", &v).is_none());
+        let na = adv(
+            "N",
+            "pypi",
+            "p",
+            FixState::NotAffected,
+            vec![range(None, None, None)],
+        );
+        assert!(affects(c, "1", &na).is_none());
+        let open = adv("O", "debian:12", "p", FixState::WontFix, vec![]);
+        assert_eq!(
+            affects(Comparator::Dpkg, "1", &open).unwrap().0,
+            "all versions"
+        );
+    }
+
+    #[test]
+    fn source_lookup_dedupe_and_diff() {
+        let d = Distro {
+            id: "debian".into(),
+            version_id: Some("12".into()),
+            ..Default::default()
+        };
+        let a = analysis(
+            Some(d),
+            vec![
+                package(PackageType::Deb, "libc6", "2.36-9", Some("glibc")),
+                package(PackageType::Deb, "libc-bin", "2.36-9", Some("glibc")),
+                package(PackageType::Python, "Foo_Bar", "1.0", None),
+            ],
+        );
+        let keys = lookup_keys(&a);
+        assert_eq!(
+            keys.iter()
+                .map(|k| format!("{}|{}", k.namespace, k.package))
+                .collect::<Vec<_>>(),
+            [
+                "debian:12|glibc",
+                "debian:12|libc-bin",
+                "debian:12|libc6",
+                "pypi|foo-bar"
+            ]
+        );
+        let g = adv(
+            "CVE-1",
+            "debian:12",
+            "glibc",
+            FixState::Fixed,
+            vec![range(None, Some("2.36-9+deb12u4"), None)],
+        );
+        // The same id also under the binary name: still one finding per package.
+        let b = adv(
+            "CVE-1",
+            "debian:12",
+            "libc6",
+            FixState::Fixed,
+            vec![range(None, Some("2.36-9+deb12u4"), None)],
+        );
+        let p = adv(
+            "PY-1",
+            "pypi",
+            "foo-bar",
+            FixState::NotFixed,
+            vec![range(Some("0"), None, None)],
+        );
+        let out = match_packages(&a, |k| match k.package.as_str() {
+            "glibc" => vec![g.clone()],
+            "libc6" => vec![b.clone()],
+            "foo-bar" => vec![p.clone()],
+            _ => vec![],
+        });
+        let ids: Vec<_> = out
+            .findings
+            .iter()
+            .map(|f| format!("{}+{}", f.vuln_id, f.package.name))
+            .collect();
+        assert_eq!(ids, ["CVE-1+libc-bin", "CVE-1+libc6", "PY-1+Foo_Bar"]);
+        let f = &out.findings[0];
+        assert_eq!(f.matched.searched_name, "glibc");
+        assert_eq!(f.matched.constraint, "< 2.36-9+deb12u4");
+        assert_eq!(f.fixed_in.as_deref(), Some("2.36-9+deb12u4"));
+        assert_eq!(out.namespaces_with_data, ["debian:12", "pypi"]);
+
+        let mut changed = out.findings.clone();
+        changed[0].severity = Severity::Low;
+        changed.remove(2);
+        let d = diff(&out.findings, &changed);
+        assert_eq!(d.updated.len(), 1);
+        assert_eq!(d.removed.len(), 1);
+        assert!(d.added.is_empty());
+        assert!(diff(&changed, &changed).is_empty());
+    }
+}

@@ -48,11 +48,9 @@ fn next_token(t: &mut Tok, c: &mut Cursor<'_>) {
         match rest[0] {
             b'.' => n = Tok::DigitOrZero,
             b'_' => n = Tok::Suffix,
-            b'-' => {
-                if rest.len() > 1 && rest[1] == b'r' {
-                    n = Tok::RevisionNo;
-                    c.pos += 1;
-                }
+            b'-' if rest.len() > 1 && rest[1] == b'r' => {
+                n = Tok::RevisionNo;
+                c.pos += 1;
             }
             _ => {}
         }
