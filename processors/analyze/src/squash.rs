@@ -1,0 +1,172 @@
+//! Squash layer indexes into the file system a container would see.
+
+use std::collections::BTreeMap;
+
+use vigil_contracts::{EntryKind, FileEntry, LayerIndex};
+use vigil_extract::normalize;
+
+/// Most symlinks followed while resolving one path (as Linux's `MAXSYMLINKS`).
+pub const MAX_LINK_HOPS: usize = 40;
+
+/// The squashed file system: entries and kept file bytes by absolute path.
+#[derive(Debug, Default, Clone)]
+pub struct SquashedFs {
+    pub entries: BTreeMap<String, FileEntry>,
+    /// Bytes of the kept files (see `vigil_extract::KEEP_RULES`) that survived squashing.
+    pub files: BTreeMap<String, Vec<u8>>,
+    pub warnings: Vec<String>,
+}
+
+/// Remove `path`'s descendants (and `path` itself unless `keep_self`).
+fn remove_tree<V>(m: &mut BTreeMap<String, V>, path: &str, keep_self: bool) {
+    let prefix = if path == "/" {
+        "/".to_string()
+    } else {
+        format!("{path}/")
+    };
+    let doomed: Vec<String> = m
+        .range(prefix.clone()..)
+        .take_while(|(k, _)| k.starts_with(&prefix))
+        .map(|(k, _)| k.clone())
+        .collect();
+    for k in doomed {
+        m.remove(&k);
+    }
+    if !keep_self {
+        m.remove(path);
+    }
+}
+
+/// Apply layers bottom first: later layers override earlier ones, a whiteout removes
+/// the path and everything under it from lower layers, an opaque directory hides the
+/// lower layers' children of that directory but keeps its own layer's entries.
+pub fn squash(indexes: &[LayerIndex]) -> SquashedFs {
+    let mut fs = SquashedFs::default();
+    for idx in indexes {
+        // Whiteouts and opaque markers apply to the lower layers only, so they go first:
+        // an entry of the same layer under an opaque directory survives.
+        for e in &idx.entries {
+            match e.kind {
+                EntryKind::Opaque => {
+                    remove_tree(&mut fs.entries, &e.path, true);
+                    remove_tree(&mut fs.files, &e.path, true);
+                }
+                EntryKind::Whiteout => {
+                    remove_tree(&mut fs.entries, &e.path, false);
+                    remove_tree(&mut fs.files, &e.path, false);
+                }
+                _ => {}
+            }
+        }
+        for e in &idx.entries {
+            match e.kind {
+                EntryKind::Opaque | EntryKind::Whiteout => {}
+                EntryKind::Dir => {
+                    // A directory merges with a lower directory but replaces a lower non-directory.
+                    if fs
+                        .entries
+                        .get(&e.path)
+                        .is_some_and(|l| l.kind != EntryKind::Dir)
+                    {
+                        fs.files.remove(&e.path);
+                    }
+                    fs.entries.insert(e.path.clone(), e.clone());
+                }
+                _ => {
+                    // Anything else replaces what was there, a lower directory with its contents.
+                    remove_tree(&mut fs.entries, &e.path, true);
+                    remove_tree(&mut fs.files, &e.path, false);
+                    fs.entries.insert(e.path.clone(), e.clone());
+                }
+            }
+        }
+        for k in &idx.kept {
+            fs.files.insert(k.path.clone(), k.content.clone());
+        }
+        fs.warnings.extend(idx.warnings.iter().cloned());
+    }
+    fs
+}
+
+/// How a path resolved inside the image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolved {
+    /// The final path, every symlink (in any component) followed.
+    Path(String),
+    /// A component is missing.
+    Missing,
+    /// More than [`MAX_LINK_HOPS`] symlinks: a loop, or a chain too long.
+    Loop,
+}
+
+impl SquashedFs {
+    /// Resolve `path` inside the image, following symlinks in every component, with a
+    /// hop limit. Never touches the host.
+    pub fn resolve(&self, path: &str) -> Resolved {
+        let mut pending: Vec<String> = normalize(path)
+            .0
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .rev()
+            .map(str::to_string)
+            .collect();
+        let mut cur = String::new();
+        let mut hops = 0;
+        while let Some(seg) = pending.pop() {
+            let next = if seg == ".." {
+                cur.rsplit_once('/')
+                    .map(|x| x.0.to_string())
+                    .unwrap_or_default()
+            } else if seg == "." {
+                cur.clone()
+            } else {
+                format!("{cur}/{seg}")
+            };
+            match self.entries.get(&next) {
+                Some(e) if e.kind == EntryKind::Symlink => {
+                    hops += 1;
+                    if hops > MAX_LINK_HOPS {
+                        return Resolved::Loop;
+                    }
+                    let target = e.link.as_deref().unwrap_or("");
+                    if target.starts_with('/') {
+                        cur.clear();
+                    }
+                    pending.extend(
+                        target
+                            .split('/')
+                            .filter(|s| !s.is_empty())
+                            .rev()
+                            .map(str::to_string),
+                    );
+                }
+                // A directory, a file, or a component the layers never listed (tar
+                // streams need not carry parent directories): go on.
+                _ => cur = next,
+            }
+        }
+        if !cur.is_empty() && !self.entries.contains_key(&cur) && !self.files.contains_key(&cur) {
+            return Resolved::Missing;
+        }
+        Resolved::Path(if cur.is_empty() { "/".into() } else { cur })
+    }
+
+    /// Read a kept file through symlinks; a loop adds a warning to `warnings`.
+    pub fn read_file(&self, path: &str, warnings: &mut Vec<String>) -> Option<&[u8]> {
+        match self.resolve(path) {
+            Resolved::Path(p) => self.files.get(&p).map(Vec::as_slice),
+            Resolved::Missing => None,
+            Resolved::Loop => {
+                warnings.push(format!(
+                    "{path}: more than {MAX_LINK_HOPS} symbolic links (a loop?); not read"
+                ));
+                None
+            }
+        }
+    }
+
+    /// Read a kept file through symlinks, ignoring loops.
+    pub fn read(&self, path: &str) -> Option<&[u8]> {
+        self.read_file(path, &mut Vec::new())
+    }
+}

@@ -1,0 +1,276 @@
+//! The pure streaming core: one pass over a layer (gzip, zstd or plain tar) to a
+//! [`LayerIndex`]. Reads `reader` once, holds at most one kept file in memory at a time,
+//! and never writes anything to the host.
+
+use std::cell::Cell;
+use std::io::{BufRead, BufReader, Read};
+use std::rc::Rc;
+
+use serde::{Deserialize, Serialize};
+use vigil_contracts::{EntryKind, FailureKind, FileEntry, KeptFile, LayerIndex};
+
+use crate::path::{normalize, wanted};
+use crate::EXTRACTOR_VERSION;
+
+/// Limits that bound what one layer may cost.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ExtractLimits {
+    /// Largest single tar entry (bytes).
+    pub max_entry_bytes: u64,
+    /// Most uncompressed tar bytes per layer.
+    pub max_total_bytes: u64,
+    /// Most tar entries per layer.
+    pub max_entries: u64,
+    /// Most bytes kept of one file analysis needs; longer files are cut and marked.
+    pub max_kept_file_bytes: u64,
+}
+
+impl Default for ExtractLimits {
+    fn default() -> Self {
+        ExtractLimits {
+            max_entry_bytes: 2 << 30,
+            max_total_bytes: 16 << 30,
+            max_entries: 1_000_000,
+            max_kept_file_bytes: 8 << 20,
+        }
+    }
+}
+
+/// Why a layer could not be indexed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExtractError {
+    #[error("layer {layer}: entry {path} is {size} bytes, over the limit of {limit}")]
+    EntryTooLarge {
+        layer: String,
+        path: String,
+        size: u64,
+        limit: u64,
+    },
+    #[error("layer {layer}: more than {limit} bytes of uncompressed content")]
+    TotalTooLarge { layer: String, limit: u64 },
+    #[error("layer {layer}: more than {limit} entries")]
+    TooManyEntries { layer: String, limit: u64 },
+    #[error("layer {layer} is corrupt: {message}")]
+    Corrupt { layer: String, message: String },
+}
+
+impl ExtractError {
+    /// The failure kind a requester sees.
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            ExtractError::Corrupt { .. } => FailureKind::MalformedImage,
+            _ => FailureKind::LimitExceeded,
+        }
+    }
+}
+
+/// Compression of a layer blob, from its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Detected {
+    Gzip,
+    Zstd,
+    Tar,
+}
+
+/// Detect the compression from magic bytes (gzip `1f 8b`, zstd `28 b5 2f fd`).
+pub fn detect(magic: &[u8]) -> Detected {
+    if magic.starts_with(&[0x1f, 0x8b]) {
+        Detected::Gzip
+    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Detected::Zstd
+    } else {
+        Detected::Tar
+    }
+}
+
+enum Decoder<R: BufRead> {
+    Plain(R),
+    Gzip(Box<flate2::bufread::MultiGzDecoder<R>>),
+    Zstd(Box<zstd::stream::read::Decoder<'static, R>>),
+}
+
+impl<R: BufRead> Read for Decoder<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Decoder::Plain(r) => r.read(buf),
+            Decoder::Gzip(r) => r.read(buf),
+            Decoder::Zstd(r) => r.read(buf),
+        }
+    }
+}
+
+/// Counts uncompressed bytes (shared with the caller) and stops at the total limit.
+struct Counting<R> {
+    inner: R,
+    n: Rc<Cell<u64>>,
+    limit: u64,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let r = self.inner.read(buf)?;
+        let n = self.n.get() + r as u64;
+        self.n.set(n);
+        if n > self.limit {
+            return Err(std::io::Error::other("uncompressed size limit reached"));
+        }
+        Ok(r)
+    }
+}
+
+fn kind_of(t: tar::EntryType) -> Option<EntryKind> {
+    Some(match t {
+        tar::EntryType::Directory => EntryKind::Dir,
+        tar::EntryType::Symlink => EntryKind::Symlink,
+        tar::EntryType::Link => EntryKind::Hardlink,
+        tar::EntryType::Char => EntryKind::Char,
+        tar::EntryType::Block => EntryKind::Block,
+        tar::EntryType::Fifo => EntryKind::Fifo,
+        // Metadata records that `tar::Entries` did not fold into the next entry.
+        tar::EntryType::XGlobalHeader
+        | tar::EntryType::XHeader
+        | tar::EntryType::GNULongName
+        | tar::EntryType::GNULongLink => return None,
+        // Regular, continuous, GNU sparse and unknown types hold file data.
+        _ => EntryKind::File,
+    })
+}
+
+/// Stream one layer and build its index. Pure apart from reading `reader`, which is
+/// read once, front to back.
+pub fn index_layer(
+    reader: impl Read,
+    layer_digest: &str,
+    limits: &ExtractLimits,
+) -> Result<LayerIndex, ExtractError> {
+    let layer = || layer_digest.to_string();
+    let corrupt = |what: &str, e: &dyn std::fmt::Display| ExtractError::Corrupt {
+        layer: layer(),
+        message: format!("{what}: {e}"),
+    };
+    let mut buf = BufReader::with_capacity(256 * 1024, reader);
+    let magic = buf
+        .fill_buf()
+        .map_err(|e| corrupt("reading the blob", &e))?;
+    let dec = match detect(magic) {
+        Detected::Gzip => Decoder::Gzip(Box::new(flate2::bufread::MultiGzDecoder::new(buf))),
+        Detected::Zstd => Decoder::Zstd(Box::new(
+            zstd::stream::read::Decoder::with_buffer(buf)
+                .map_err(|e| corrupt("starting zstd", &e))?,
+        )),
+        Detected::Tar => Decoder::Plain(buf),
+    };
+    let total = Rc::new(Cell::new(0u64));
+    let mut archive = tar::Archive::new(Counting {
+        inner: dec,
+        n: total.clone(),
+        limit: limits.max_total_bytes,
+    });
+    // An I/O error is the total limit when the counter passed it, else corruption.
+    let map_io = |what: &str, e: std::io::Error| {
+        if total.get() > limits.max_total_bytes {
+            ExtractError::TotalTooLarge {
+                layer: layer(),
+                limit: limits.max_total_bytes,
+            }
+        } else {
+            corrupt(what, &e)
+        }
+    };
+    let mut idx = LayerIndex {
+        layer_digest: layer(),
+        entries: Vec::new(),
+        kept: Vec::new(),
+        uncompressed_size: 0,
+        extractor_version: EXTRACTOR_VERSION,
+        warnings: Vec::new(),
+    };
+    let entries = archive
+        .entries()
+        .map_err(|e| map_io("reading the tar stream", e))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| map_io("reading a tar header", e))?;
+        let Some(kind) = kind_of(entry.header().entry_type()) else {
+            continue;
+        };
+        if idx.entries.len() as u64 >= limits.max_entries {
+            return Err(ExtractError::TooManyEntries {
+                layer: layer(),
+                limit: limits.max_entries,
+            });
+        }
+        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let (path, escaped) = normalize(&raw);
+        if escaped {
+            idx.warnings.push(format!(
+                "entry {raw:?} climbs above the root; recorded as {path}"
+            ));
+        }
+        let size = entry.size();
+        if size > limits.max_entry_bytes {
+            return Err(ExtractError::EntryTooLarge {
+                layer: layer(),
+                path,
+                size,
+                limit: limits.max_entry_bytes,
+            });
+        }
+        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path.as_str()));
+        let (kind, epath) = if name == ".wh..wh..opq" {
+            (
+                EntryKind::Opaque,
+                if dir.is_empty() { "/" } else { dir }.to_string(),
+            )
+        } else if let Some(hidden) = name.strip_prefix(".wh.").filter(|h| !h.is_empty()) {
+            (EntryKind::Whiteout, format!("{dir}/{hidden}"))
+        } else {
+            (kind, path.clone())
+        };
+        let link = entry.link_name_bytes().map(|l| {
+            let l = String::from_utf8_lossy(&l).into_owned();
+            // A hard link names another entry of the archive: normalise it the same way.
+            // A symlink target is kept as written (resolved later, inside the image).
+            if kind == EntryKind::Hardlink {
+                normalize(&l).0
+            } else {
+                l
+            }
+        });
+        let h = entry.header();
+        let fe = FileEntry {
+            path: epath,
+            kind,
+            mode: h.mode().unwrap_or(0),
+            uid: h.uid().unwrap_or(0),
+            gid: h.gid().unwrap_or(0),
+            size,
+            link,
+        };
+        if kind == EntryKind::File && wanted(&fe.path) {
+            let cap = limits.max_kept_file_bytes;
+            let mut content = Vec::with_capacity(size.min(cap) as usize);
+            (&mut entry)
+                .take(cap)
+                .read_to_end(&mut content)
+                .map_err(|e| map_io(&format!("reading {}", fe.path), e))?;
+            if size > cap {
+                idx.warnings
+                    .push(format!("{} is {size} bytes; kept the first {cap}", fe.path));
+            }
+            idx.kept.push(KeptFile {
+                path: fe.path.clone(),
+                truncated: size > cap,
+                content,
+            });
+        }
+        idx.entries.push(fe);
+    }
+    // Read to the end of the blob so that a truncated or corrupt compressed stream (bad
+    // CRC, missing trailer) is noticed even after the tar end-of-archive marker.
+    let mut rest = archive.into_inner();
+    std::io::copy(&mut rest, &mut std::io::sink())
+        .map_err(|e| map_io("reading past the end of the archive", e))?;
+    idx.uncompressed_size = total.get();
+    Ok(idx)
+}

@@ -1,0 +1,143 @@
+//! The real testbed layers, and the stage over a real blob cache and embedded store.
+
+mod common;
+
+use std::sync::Arc;
+
+use vigil_contracts::{
+    codec, Compression, ExtractedImage, FailureKind, FetchedImage, ImageConfig, ImageDescriptor,
+    ImageRef, LayerRef, RequestContext, SourceKind, StageName, Subject,
+};
+use vigil_extract::{index_layer, ExtractLimits, ExtractStage, EXTRACTOR_VERSION};
+use vigil_runtime::blobs::{BlobStore, LocalBlobStore};
+use vigil_runtime::Stage;
+use vigil_store::Store;
+use vigil_testkit::testbed;
+
+#[test]
+fn debian_base_layer_is_indexed() {
+    let layout = testbed::oci_layout("debian-base");
+    let layers = common::layers(&layout, None);
+    assert_eq!(layers.len(), 1);
+    let f = std::fs::File::open(common::blob_path(&layout, &layers[0])).unwrap();
+    let idx = index_layer(f, &layers[0], &ExtractLimits::default()).unwrap();
+    assert!(idx.entries.len() > 1000, "{} entries", idx.entries.len());
+    let status = idx
+        .kept
+        .iter()
+        .find(|k| k.path == "/var/lib/dpkg/status")
+        .expect("dpkg status kept");
+    assert!(!status.truncated);
+    assert!(String::from_utf8_lossy(&status.content).contains("Package: libc6\n"));
+    assert!(idx.kept.iter().any(|k| k.path == "/etc/passwd"));
+    let info = testbed::image_info("debian-base");
+    assert_eq!(
+        idx.uncompressed_size,
+        info["uncompressed_bytes"].as_u64().unwrap()
+    );
+    assert!(idx.warnings.is_empty(), "{:?}", idx.warnings);
+}
+
+fn descriptor(digest: &str, layers: &[String]) -> ImageDescriptor {
+    ImageDescriptor {
+        image: ImageRef {
+            source_kind: SourceKind::OciDir,
+            name: "debian-base".into(),
+            tag: Some("latest".into()),
+            digest: digest.into(),
+            index_digest: None,
+            config_digest: "sha256:c".into(),
+            platform: "linux/amd64".into(),
+        },
+        config: ImageConfig::default(),
+        layers: layers
+            .iter()
+            .map(|d| LayerRef {
+                digest: d.clone(),
+                diff_id: None,
+                media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+                size: 0,
+                compression: Compression::Gzip,
+            })
+            .collect(),
+    }
+}
+
+#[tokio::test]
+async fn stage_indexes_stores_and_deletes_the_blob() {
+    let layout = testbed::oci_layout("debian-base");
+    let layers = common::layers(&layout, None);
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open_embedded(&tmp.path().join("store.redb")).unwrap();
+    let blobs = Arc::new(LocalBlobStore::new(tmp.path().join("blobs")));
+    let stage = ExtractStage::new(ExtractLimits::default(), store.clone(), blobs.clone());
+    assert_eq!(stage.name(), StageName::Extract);
+
+    let msg = FetchedImage {
+        request: RequestContext::new("req-1", "oci-dir:debian-base"),
+        descriptor: descriptor("sha256:img", &layers),
+        to_extract: layers.clone(),
+        force: false,
+    };
+    let payload = codec::encode(&msg).unwrap();
+    let subject = Subject::Stage(StageName::Extract);
+
+    // Not staged: a transient error, so the runner retries.
+    let err = stage.handle(&subject, &payload).await.unwrap_err();
+    assert_eq!(err.kind, FailureKind::Internal);
+    assert!(err.is_transient());
+
+    let f = tokio::fs::File::open(common::blob_path(&layout, &layers[0]))
+        .await
+        .unwrap();
+    blobs.put(&layers[0], Box::pin(f), u64::MAX).await.unwrap();
+    let out = stage.handle(&subject, &payload).await.unwrap();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].subject, Subject::Stage(StageName::Analyze));
+    assert_eq!(out[0].msg_id, "req-1:extract:sha256:img");
+    let ex: ExtractedImage = codec::decode(&out[0].payload).unwrap();
+    assert_eq!(ex.descriptor, msg.descriptor);
+    assert!(store
+        .has_layer_index(&layers[0], EXTRACTOR_VERSION)
+        .await
+        .unwrap());
+    assert!(!blobs.has(&layers[0]).await.unwrap(), "blob deleted");
+
+    // Redelivery: the index exists, nothing to read, same output.
+    let again = stage.handle(&subject, &payload).await.unwrap();
+    assert_eq!(again, out);
+}
+
+#[tokio::test]
+async fn stage_reports_a_corrupt_layer_as_malformed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open_embedded(&tmp.path().join("store.redb")).unwrap();
+    let blobs = Arc::new(LocalBlobStore::new(tmp.path().join("blobs")));
+    // A gzip header followed by garbage.
+    let data: Vec<u8> = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]
+        .into_iter()
+        .chain((0..4000u32).map(|i| (i * 7 % 251) as u8))
+        .collect();
+    use sha2::Digest;
+    let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&data)));
+    blobs
+        .put(&digest, Box::pin(std::io::Cursor::new(data)), u64::MAX)
+        .await
+        .unwrap();
+    let stage = ExtractStage::new(ExtractLimits::default(), store, blobs);
+    let msg = FetchedImage {
+        request: RequestContext::new("req-2", "x"),
+        descriptor: descriptor("sha256:img2", std::slice::from_ref(&digest)),
+        to_extract: vec![digest.clone()],
+        force: false,
+    };
+    let err = stage
+        .handle(
+            &Subject::Stage(StageName::Extract),
+            &codec::encode(&msg).unwrap(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, FailureKind::MalformedImage, "{err}");
+    assert!(err.message.contains(&digest));
+}
