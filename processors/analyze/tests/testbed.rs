@@ -1,8 +1,6 @@
 //! End to end over the testbed's OCI layouts: extract's streaming core, then analyze.
 //! Expectations come from the testbed's expected.json.
 
-mod common;
-
 use serde_json::Value;
 use vigil_analyze::{analyze, parse_dpkg, squash, AnalyzeStage};
 use vigil_contracts::{
@@ -16,11 +14,11 @@ use vigil_testkit::testbed;
 
 fn indexes(name: &str, arch: Option<&str>) -> (ImageDescriptor, Vec<LayerIndex>) {
     let layout = testbed::oci_layout(name);
-    let layers = common::layers(&layout, arch);
+    let layers = vigil_testkit::testbed::layers(&layout, arch);
     let idx: Vec<LayerIndex> = layers
         .iter()
         .map(|d| {
-            let f = std::fs::File::open(common::blob_path(&layout, d)).unwrap();
+            let f = std::fs::File::open(vigil_testkit::testbed::blob_path(&layout, d)).unwrap();
             index_layer(f, d, &ExtractLimits::default()).unwrap_or_else(|e| panic!("{e}"))
         })
         .collect();
@@ -29,7 +27,7 @@ fn indexes(name: &str, arch: Option<&str>) -> (ImageDescriptor, Vec<LayerIndex>)
             source_kind: SourceKind::OciDir,
             name: layout.display().to_string(),
             tag: Some("latest".into()),
-            digest: common::manifest_digest(&layout, arch),
+            digest: vigil_testkit::testbed::manifest_digest(&layout, arch),
             index_digest: None,
             config_digest: "sha256:c".into(),
             platform: format!("linux/{}", arch.unwrap_or("amd64")),

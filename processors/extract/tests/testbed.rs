@@ -1,7 +1,5 @@
 //! The real testbed layers, and the stage over a real blob cache and embedded store.
 
-mod common;
-
 use std::sync::Arc;
 
 use vigil_contracts::{
@@ -17,9 +15,9 @@ use vigil_testkit::testbed;
 #[test]
 fn debian_base_layer_is_indexed() {
     let layout = testbed::oci_layout("debian-base");
-    let layers = common::layers(&layout, None);
+    let layers = vigil_testkit::testbed::layers(&layout, None);
     assert_eq!(layers.len(), 1);
-    let f = std::fs::File::open(common::blob_path(&layout, &layers[0])).unwrap();
+    let f = std::fs::File::open(vigil_testkit::testbed::blob_path(&layout, &layers[0])).unwrap();
     let idx = index_layer(f, &layers[0], &ExtractLimits::default()).unwrap();
     assert!(idx.entries.len() > 1000, "{} entries", idx.entries.len());
     let status = idx
@@ -66,7 +64,7 @@ fn descriptor(digest: &str, layers: &[String]) -> ImageDescriptor {
 #[tokio::test]
 async fn stage_indexes_stores_and_deletes_the_blob() {
     let layout = testbed::oci_layout("debian-base");
-    let layers = common::layers(&layout, None);
+    let layers = vigil_testkit::testbed::layers(&layout, None);
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::open_embedded(&tmp.path().join("store.redb")).unwrap();
     let blobs = Arc::new(LocalBlobStore::new(tmp.path().join("blobs")));
@@ -87,7 +85,7 @@ async fn stage_indexes_stores_and_deletes_the_blob() {
     assert_eq!(err.kind, FailureKind::Internal);
     assert!(err.is_transient());
 
-    let f = tokio::fs::File::open(common::blob_path(&layout, &layers[0]))
+    let f = tokio::fs::File::open(vigil_testkit::testbed::blob_path(&layout, &layers[0]))
         .await
         .unwrap();
     blobs.put(&layers[0], Box::pin(f), u64::MAX).await.unwrap();
