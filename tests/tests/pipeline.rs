@@ -187,7 +187,7 @@ fn stage_killed_while_holding_a_message_still_completes() {
         .spawn()
         .unwrap();
     let id = "killed-request-1";
-    let mut submit = v
+    let submit = v
         .command(&[
             "submit",
             &format!("{}/debian-base:latest", reg.host()),
@@ -234,7 +234,7 @@ fn stage_killed_while_holding_a_message_still_completes() {
     let count = rt.block_on(async {
         let client = async_nats::connect(nats.url()).await.unwrap();
         let js = async_nats::jetstream::new(client);
-        let mut stream = js.get_stream("VIGIL_RESULTS").await.unwrap();
+        let stream = js.get_stream("VIGIL_RESULTS").await.unwrap();
         let info = stream
             .info_with_subjects(format!("vigil.result.{id}"))
             .await

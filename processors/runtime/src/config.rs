@@ -67,8 +67,9 @@ pub fn load<T: Serialize + DeserializeOwned + Default>(
             continue;
         };
         let path: Vec<String> = rest.split("__").map(|s| s.to_ascii_lowercase()).collect();
-        // Only keys the configuration knows are taken; others (VIGIL_LOG…) are ignored.
-        if !has_path(&value, &path) {
+        // Only leaf keys the configuration knows are taken; others (VIGIL_LOG, or
+        // VIGIL_FEEDS naming a whole section) are ignored.
+        if !is_leaf(&value, &path) {
             continue;
         }
         let mut over = env_value(&v);
@@ -84,7 +85,7 @@ pub fn load<T: Serialize + DeserializeOwned + Default>(
         .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))
 }
 
-fn has_path(v: &toml::Value, path: &[String]) -> bool {
+fn is_leaf(v: &toml::Value, path: &[String]) -> bool {
     let mut cur = v;
     for seg in path {
         match cur.as_table().and_then(|t| t.get(seg)) {
@@ -92,7 +93,7 @@ fn has_path(v: &toml::Value, path: &[String]) -> bool {
             None => return false,
         }
     }
-    true
+    !cur.is_table()
 }
 
 #[cfg(test)]
@@ -136,6 +137,8 @@ mod tests {
                 "[\"a\", \"b\"]".to_string(),
             ),
             ("VIGIL_UNKNOWN".to_string(), "x".to_string()),
+            // Names a whole section, not a key: ignored rather than replacing the table.
+            ("VIGIL_INNER".to_string(), "/some/dir".to_string()),
             ("OTHER_NAME".to_string(), "no".to_string()),
         ];
         let c: Conf = load(Some(&f), "VIGIL", env).unwrap();

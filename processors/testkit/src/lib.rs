@@ -283,6 +283,10 @@ impl Registry {
 
     /// Push testbed images (all when `only` is empty) with their digests preserved.
     pub fn push_testbed(&self, only: &[&str]) {
+        // make-images.sh keeps scratch files in one `.work` directory under the images
+        // directory and removes it on exit, so two pushes at once break each other.
+        static PUSH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = PUSH.lock().unwrap_or_else(|e| e.into_inner());
         let mut cmd = Command::new("bash");
         cmd.arg(testbed::dir().join("make-images.sh")).args([
             "--push-only",
