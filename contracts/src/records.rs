@@ -38,6 +38,12 @@ pub struct RequestContext {
     pub policy_bundle: Option<String>,
     #[serde(default)]
     pub submitted_at: UnixMillis,
+    /// The image's Dockerfile as the user supplied it (the "actual" Dockerfile).
+    #[serde(default)]
+    pub dockerfile: Option<String>,
+    /// Image index digest when this request is one platform of a `--platform all` scan.
+    #[serde(default)]
+    pub index_digest: Option<String>,
 }
 
 impl RequestContext {
@@ -57,6 +63,9 @@ pub struct ScanRequest {
     /// Re-analyse even when an analysis for the digest exists.
     #[serde(default)]
     pub force: bool,
+    /// A CycloneDX, SPDX or Syft JSON document to match instead of fetching an image.
+    #[serde(default)]
+    pub sbom: Option<String>,
 }
 record!(ScanRequest, "scan_request");
 
@@ -228,6 +237,28 @@ pub struct FileEntry {
     pub size: u64,
     #[serde(default)]
     pub link: Option<String>,
+    /// Hex sha256 of a regular file's content, when hashing was asked for.
+    #[serde(default)]
+    pub sha256: Option<String>,
+}
+
+impl FileEntry {
+    pub fn is_setuid(&self) -> bool {
+        self.mode & 0o4000 != 0
+    }
+    pub fn is_setgid(&self) -> bool {
+        self.mode & 0o2000 != 0
+    }
+}
+
+/// A secret found in a file: where and by which rule, never the secret itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretHit {
+    pub path: String,
+    /// Rule name, e.g. `AWS_ACCESS_KEY`.
+    pub rule: String,
+    /// 1-based line number.
+    pub line: u64,
 }
 
 /// Bytes of a file that analysis needs (package databases, os-release, passwd…).
@@ -254,6 +285,14 @@ pub struct LayerIndex {
     pub extractor_version: u32,
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// Secrets found while the layer streamed.
+    #[serde(default)]
+    pub secrets: Vec<SecretHit>,
+    /// Packages recognised in file contents while the layer streamed: Go and Rust build
+    /// information in binaries, Java archives (nested ones too), runtime binaries. Each
+    /// has the file it came from as its first location.
+    #[serde(default)]
+    pub packages: Vec<Package>,
 }
 record!(LayerIndex, "layer_index");
 
@@ -335,6 +374,95 @@ pub struct Package {
     pub locations: Vec<String>,
     #[serde(default)]
     pub purl: Option<String>,
+    #[serde(default)]
+    pub cpes: Vec<String>,
+    /// Files the package owns (OS packages; for ownership of language packages).
+    #[serde(default)]
+    pub files: Vec<String>,
+    /// Ecosystem details: `epoch`, `release`, `group_id`, `artifact_id`, `main_module`,
+    /// `go_toolchain`, `source_rpm`, …
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    /// The cataloger that found it (`dpkg-db`, `python-installed`, `go-binary`, …).
+    #[serde(default)]
+    pub found_by: Option<String>,
+}
+
+impl Package {
+    pub fn new(name: impl Into<String>, version: impl Into<String>, kind: PackageType) -> Self {
+        Package {
+            name: name.into(),
+            version: version.into(),
+            kind,
+            arch: None,
+            source_name: None,
+            source_version: None,
+            licenses: Vec::new(),
+            locations: Vec::new(),
+            purl: None,
+            cpes: Vec::new(),
+            files: Vec::new(),
+            metadata: BTreeMap::new(),
+            found_by: None,
+        }
+    }
+}
+
+/// One entry of `/etc/passwd`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct User {
+    pub name: String,
+    pub uid: u64,
+    pub gid: u64,
+    #[serde(default)]
+    pub gecos: String,
+    pub home: String,
+    pub shell: String,
+    /// The raw line, as Anchore's passwd_file gate matches full entries.
+    pub entry: String,
+}
+
+/// One entry of `/etc/group`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Group {
+    pub name: String,
+    pub gid: u64,
+    #[serde(default)]
+    pub members: Vec<String>,
+}
+
+/// A file whose content is stored with the analysis (`retrieved_files`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetrievedFile {
+    pub path: String,
+    #[serde(with = "serde_bytes")]
+    pub content: Vec<u8>,
+    #[serde(default)]
+    pub truncated: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DockerfileMode {
+    /// Reconstructed from the config's history.
+    Guessed,
+    /// Supplied by the user with the request.
+    Actual,
+}
+
+/// One Dockerfile instruction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DockerInstruction {
+    /// Upper case: `RUN`, `USER`, `EXPOSE`, `HEALTHCHECK`, …
+    pub instruction: String,
+    pub args: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dockerfile {
+    pub mode: DockerfileMode,
+    pub text: String,
+    pub instructions: Vec<DockerInstruction>,
 }
 
 /// The analysis of one image: its SBOM plus image metadata. Stored by image digest.
@@ -352,6 +480,25 @@ pub struct Analysis {
     pub analyzer_version: u32,
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// The squashed file system, path order.
+    #[serde(default)]
+    pub files: Vec<FileEntry>,
+    #[serde(default)]
+    pub users: Vec<User>,
+    #[serde(default)]
+    pub groups: Vec<Group>,
+    #[serde(default)]
+    pub secrets: Vec<SecretHit>,
+    #[serde(default)]
+    pub retrieved_files: Vec<RetrievedFile>,
+    #[serde(default)]
+    pub dockerfile: Option<Dockerfile>,
+    /// Whether `/etc/passwd` was present (Anchore's `content_not_available`).
+    #[serde(default)]
+    pub passwd_present: bool,
+    /// The analysis came from an imported SBOM, not from image content.
+    #[serde(default)]
+    pub from_sbom: bool,
 }
 record!(Analysis, "analysis");
 
@@ -405,6 +552,23 @@ pub enum FixState {
     NotAffected,
 }
 
+/// A CVSS score from one source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cvss {
+    /// `nvd`, or the vendor/feed name (`debian`, `ghsa`, …).
+    pub source: String,
+    /// `3.1`, `3.0`, `4.0`, `2.0`.
+    pub version: String,
+    pub vector: String,
+    pub base_score: f64,
+    #[serde(default)]
+    pub exploitability_score: Option<f64>,
+    #[serde(default)]
+    pub impact_score: Option<f64>,
+}
+
+impl Eq for Cvss {}
+
 /// One affected-range statement of an advisory for one package in one namespace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AffectedRange {
@@ -448,6 +612,19 @@ pub struct Advisory {
     pub published: Option<String>,
     #[serde(default)]
     pub modified: Option<String>,
+    #[serde(default)]
+    pub cvss: Vec<Cvss>,
+    #[serde(default)]
+    pub cwes: Vec<String>,
+    /// The record is withdrawn (OSV `withdrawn`); never matched.
+    #[serde(default)]
+    pub withdrawn: bool,
+    /// Debian/Ubuntu "vendor only" style: the vendor disputes or will not fix it.
+    #[serde(default)]
+    pub vendor_only: bool,
+    /// When the fix was published, if the source says.
+    #[serde(default)]
+    pub fix_published: Option<String>,
 }
 record!(Advisory, "advisory");
 
@@ -491,6 +668,16 @@ pub struct Finding {
     pub description: Option<String>,
     #[serde(default)]
     pub urls: Vec<String>,
+    #[serde(default)]
+    pub cvss: Vec<Cvss>,
+    /// When the vulnerability was published (RFC 3339), for `max_days_since_creation`.
+    #[serde(default)]
+    pub published: Option<String>,
+    /// When the fix was published, for `max_days_since_fix`.
+    #[serde(default)]
+    pub fix_published: Option<String>,
+    #[serde(default)]
+    pub vendor_only: bool,
 }
 
 impl Finding {

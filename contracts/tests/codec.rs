@@ -15,6 +15,8 @@ fn ctx() -> RequestContext {
         policy_id: Some("p".into()),
         policy_bundle: None,
         submitted_at: 42,
+        dockerfile: None,
+        index_digest: None,
     }
 }
 
@@ -74,6 +76,10 @@ fn finding() -> Finding {
         },
         description: None,
         urls: vec![],
+        cvss: Vec::new(),
+        published: None,
+        fix_published: None,
+        vendor_only: false,
     }
 }
 
@@ -115,6 +121,7 @@ fn every_record_roundtrips() {
     roundtrip(ScanRequest {
         request: ctx(),
         force: true,
+        sbom: None,
     });
     roundtrip(FetchedImage {
         request: ctx(),
@@ -136,6 +143,7 @@ fn every_record_roundtrips() {
             gid: 0,
             size: 3,
             link: None,
+            sha256: None,
         }],
         kept: vec![KeptFile {
             path: "/etc/passwd".into(),
@@ -145,6 +153,8 @@ fn every_record_roundtrips() {
         uncompressed_size: 1024,
         extractor_version: 1,
         warnings: vec![],
+        secrets: Vec::new(),
+        packages: Vec::new(),
     });
     roundtrip(Analysis {
         descriptor: descriptor(),
@@ -163,12 +173,24 @@ fn every_record_roundtrips() {
             licenses: vec![],
             locations: vec!["/var/lib/dpkg/status".into()],
             purl: None,
+            cpes: Vec::new(),
+            files: Vec::new(),
+            metadata: Default::default(),
+            found_by: None,
         }],
         file_count: 1,
         image_size: 2,
         analyzed_at: 3,
         analyzer_version: 1,
         warnings: vec![],
+        files: Vec::new(),
+        users: Vec::new(),
+        groups: Vec::new(),
+        secrets: Vec::new(),
+        retrieved_files: Vec::new(),
+        dockerfile: None,
+        passwd_present: false,
+        from_sbom: false,
     });
     roundtrip(AnalyzedImage {
         request: Some(ctx()),
@@ -261,6 +283,11 @@ fn every_record_roundtrips() {
         urls: vec![],
         published: None,
         modified: None,
+        cvss: Vec::new(),
+        cwes: Vec::new(),
+        withdrawn: false,
+        vendor_only: false,
+        fix_published: None,
     });
     roundtrip(StoredBundle {
         id: "b".into(),

@@ -170,6 +170,10 @@ pub fn parse_dpkg(path: &str, content: &[u8], distro: Option<&Distro>) -> Vec<Pa
                 source_version,
                 licenses: vec![],
                 locations: vec![path.to_string()],
+                cpes: Vec::new(),
+                files: Vec::new(),
+                metadata: Default::default(),
+                found_by: None,
             })
         })
         .collect()
@@ -208,6 +212,10 @@ pub fn parse_apk(path: &str, content: &[u8], distro: Option<&Distro>) -> Vec<Pac
                 // An SPDX expression or a list as written: kept whole.
                 licenses: m.get("L").map(|l| vec![l.clone()]).unwrap_or_default(),
                 locations: vec![path.to_string()],
+                cpes: Vec::new(),
+                files: Vec::new(),
+                metadata: Default::default(),
+                found_by: None,
             })
         })
         .collect()

@@ -73,6 +73,14 @@ pub fn analyze_at(
         analyzed_at,
         analyzer_version: ANALYZER_VERSION,
         warnings,
+        files: Vec::new(),
+        users: Vec::new(),
+        groups: Vec::new(),
+        secrets: Vec::new(),
+        retrieved_files: Vec::new(),
+        dockerfile: None,
+        passwd_present: false,
+        from_sbom: false,
     }
 }
 

@@ -17,6 +17,7 @@ fn e(path: &str, kind: EntryKind, link: Option<&str>) -> FileEntry {
         gid: 0,
         size: 1,
         link: link.map(str::to_string),
+        sha256: None,
     }
 }
 fn f(path: &str) -> FileEntry {
@@ -41,6 +42,8 @@ fn layer(entries: Vec<FileEntry>, kept: &[(&str, &str)]) -> LayerIndex {
         uncompressed_size: 10,
         extractor_version: 1,
         warnings: vec![],
+        secrets: Vec::new(),
+        packages: Vec::new(),
     }
 }
 

@@ -36,6 +36,14 @@ fn analysis(name: &str, tag: Option<&str>, ports: &[&str], user: Option<&str>) -
         analyzed_at: 0,
         analyzer_version: 1,
         warnings: vec![],
+        files: Vec::new(),
+        users: Vec::new(),
+        groups: Vec::new(),
+        secrets: Vec::new(),
+        retrieved_files: Vec::new(),
+        dockerfile: None,
+        passwd_present: false,
+        from_sbom: false,
     }
 }
 
@@ -61,6 +69,10 @@ fn finding(id: &str, pkg: &str, kind: PackageType, sev: Severity, state: FixStat
         },
         description: None,
         urls: vec![],
+        cvss: Vec::new(),
+        published: None,
+        fix_published: None,
+        vendor_only: false,
     }
 }
 

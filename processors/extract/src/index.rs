@@ -185,6 +185,8 @@ pub fn index_layer(
         uncompressed_size: 0,
         extractor_version: EXTRACTOR_VERSION,
         warnings: Vec::new(),
+        packages: Vec::new(),
+        secrets: Vec::new(),
     };
     let entries = archive
         .entries()
@@ -246,6 +248,7 @@ pub fn index_layer(
             gid: h.gid().unwrap_or(0),
             size,
             link,
+            sha256: None,
         };
         if kind == EntryKind::File && wanted(&fe.path) {
             let cap = limits.max_kept_file_bytes;

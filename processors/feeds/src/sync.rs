@@ -174,6 +174,11 @@ pub async fn sync_feed(
             urls: Vec::new(),
             published: None,
             modified: None,
+            cvss: Vec::new(),
+            cwes: Vec::new(),
+            withdrawn: false,
+            vendor_only: false,
+            fix_published: None,
         })
         .collect();
     store

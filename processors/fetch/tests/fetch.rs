@@ -41,7 +41,12 @@ async fn run(
 ) -> Result<Vec<Outgoing>, StageError> {
     let mut request = RequestContext::new("req-1", source);
     request.platform = platform.map(str::to_string);
-    let payload = codec::encode(&ScanRequest { request, force }).unwrap();
+    let payload = codec::encode(&ScanRequest {
+        request,
+        force,
+        sbom: None,
+    })
+    .unwrap();
     e.stage.handle(&Subject::ScanRequest, &payload).await
 }
 
@@ -121,6 +126,8 @@ async fn registry_plain_http_debian_base_and_reuse() {
                 uncompressed_size: 0,
                 extractor_version: FetchConfig::default().extractor_version,
                 warnings: vec![],
+                secrets: Vec::new(),
+                packages: Vec::new(),
             })
             .await
             .unwrap();
@@ -141,6 +148,14 @@ async fn registry_plain_http_debian_base_and_reuse() {
             analyzed_at: 0,
             analyzer_version: 1,
             warnings: vec![],
+            files: Vec::new(),
+            users: Vec::new(),
+            groups: Vec::new(),
+            secrets: Vec::new(),
+            retrieved_files: Vec::new(),
+            dockerfile: None,
+            passwd_present: false,
+            from_sbom: false,
         })
         .await
         .unwrap();

@@ -179,6 +179,10 @@ fn finding(
         },
         description: adv.description.clone(),
         urls: adv.urls.clone(),
+        cvss: adv.cvss.clone(),
+        fix_published: adv.fix_published.clone(),
+        published: adv.published.clone(),
+        vendor_only: adv.vendor_only,
     }
 }
 
@@ -279,6 +283,11 @@ mod tests {
             urls: vec![],
             published: None,
             modified: None,
+            cvss: Vec::new(),
+            cwes: Vec::new(),
+            withdrawn: false,
+            vendor_only: false,
+            fix_published: None,
         }
     }
 
@@ -301,6 +310,10 @@ mod tests {
             licenses: vec![],
             locations: vec!["/var/lib/dpkg/status".into()],
             purl: None,
+            cpes: Vec::new(),
+            files: Vec::new(),
+            metadata: Default::default(),
+            found_by: None,
         }
     }
 
@@ -326,6 +339,14 @@ mod tests {
             analyzed_at: 0,
             analyzer_version: 1,
             warnings: vec![],
+            files: Vec::new(),
+            users: Vec::new(),
+            groups: Vec::new(),
+            secrets: Vec::new(),
+            retrieved_files: Vec::new(),
+            dockerfile: None,
+            passwd_present: false,
+            from_sbom: false,
         }
     }
 

@@ -18,6 +18,10 @@ fn analysis() -> Analysis {
         licenses: vec![],
         locations: vec![],
         purl: None,
+        cpes: Vec::new(),
+        files: Vec::new(),
+        metadata: Default::default(),
+        found_by: None,
     };
     Analysis {
         descriptor: ImageDescriptor {
@@ -44,6 +48,14 @@ fn analysis() -> Analysis {
         analyzed_at: 0,
         analyzer_version: 1,
         warnings: vec![],
+        files: Vec::new(),
+        users: Vec::new(),
+        groups: Vec::new(),
+        secrets: Vec::new(),
+        retrieved_files: Vec::new(),
+        dockerfile: None,
+        passwd_present: false,
+        from_sbom: false,
     }
 }
 
@@ -69,6 +81,10 @@ fn finding(id: &str, sev: Severity) -> Finding {
         },
         description: None,
         urls: vec![],
+        cvss: Vec::new(),
+        published: None,
+        fix_published: None,
+        vendor_only: false,
     }
 }
 

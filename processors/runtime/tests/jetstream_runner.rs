@@ -71,6 +71,7 @@ async fn request(js: &async_nats::jetstream::Context, s: &Subjects, id: &str) {
         &ScanRequest {
             request: RequestContext::new(id, "127.0.0.1:1/x:y"),
             force: false,
+            sbom: None,
         },
     )
     .unwrap();
@@ -194,6 +195,7 @@ async fn permanent_errors_fail_at_once_and_runner_survives_nats_restart() {
             &ScanRequest {
                 request: RequestContext::new("r3", "x"),
                 force: false,
+                sbom: None,
             },
         )
         .unwrap();

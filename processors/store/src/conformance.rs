@@ -354,6 +354,7 @@ pub fn sample_layer_index(digest: &str, extractor_version: u32) -> LayerIndex {
                 gid: 0,
                 size: 0,
                 link: None,
+                sha256: None,
             },
             FileEntry {
                 path: "/etc/os-release".into(),
@@ -363,6 +364,7 @@ pub fn sample_layer_index(digest: &str, extractor_version: u32) -> LayerIndex {
                 gid: 0,
                 size: 21,
                 link: None,
+                sha256: None,
             },
             FileEntry {
                 path: "/bin/sh".into(),
@@ -372,6 +374,7 @@ pub fn sample_layer_index(digest: &str, extractor_version: u32) -> LayerIndex {
                 gid: 0,
                 size: 0,
                 link: Some("busybox".into()),
+                sha256: None,
             },
         ],
         kept: vec![KeptFile {
@@ -382,6 +385,8 @@ pub fn sample_layer_index(digest: &str, extractor_version: u32) -> LayerIndex {
         uncompressed_size: 10_240,
         extractor_version,
         warnings: vec!["odd entry".into()],
+        packages: Vec::new(),
+        secrets: Vec::new(),
     }
 }
 
@@ -436,12 +441,24 @@ pub fn sample_analysis(digest: &str) -> Analysis {
             licenses: vec!["LGPL-2.1".into()],
             locations: vec!["/var/lib/dpkg/status".into()],
             purl: Some("pkg:deb/debian/libc6@2.36-9+deb12u3".into()),
+            cpes: Vec::new(),
+            files: Vec::new(),
+            found_by: None,
+            metadata: Default::default(),
         }],
         file_count: 3,
         image_size: 10_240,
         analyzed_at: 1_700_000_000_000,
         analyzer_version: 1,
         warnings: vec![],
+        dockerfile: None,
+        files: Vec::new(),
+        from_sbom: false,
+        groups: Vec::new(),
+        passwd_present: false,
+        retrieved_files: Vec::new(),
+        secrets: Vec::new(),
+        users: Vec::new(),
     }
 }
 
@@ -465,6 +482,11 @@ pub fn sample_advisory(id: &str, k: &PackageKey, severity: Severity) -> Advisory
         urls: vec!["https://security-tracker.debian.org/".into()],
         published: Some("2024-01-01".into()),
         modified: None,
+        cvss: Vec::new(),
+        cwes: Vec::new(),
+        fix_published: None,
+        vendor_only: false,
+        withdrawn: false,
     }
 }
 
@@ -490,6 +512,10 @@ fn sample_finding(id: &str) -> Finding {
         },
         description: None,
         urls: vec![],
+        cvss: Vec::new(),
+        fix_published: None,
+        published: None,
+        vendor_only: false,
     }
 }
 

@@ -172,6 +172,8 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 policy_id: None,
                 policy_bundle: read_policy(policy.as_ref())?,
                 submitted_at: vigil_runtime::now_millis(),
+                dockerfile: None,
+                index_digest: None,
             };
             submit(cfg, request, force, wait, output, timeout, fail_on_policy).await
         }
@@ -272,6 +274,8 @@ async fn scan(mut cfg: Config, a: ScanArgs) -> Result<ExitCode> {
         policy_id: None,
         policy_bundle: read_policy(a.policy.as_ref())?,
         submitted_at: vigil_runtime::now_millis(),
+        dockerfile: None,
+        index_digest: None,
     };
     let first = Outgoing::record(
         Subject::ScanRequest,
@@ -279,6 +283,7 @@ async fn scan(mut cfg: Config, a: ScanArgs) -> Result<ExitCode> {
         &ScanRequest {
             request,
             force: a.force,
+            sbom: None,
         },
     )?;
     let collected = runner.run(vec![first]).await;
@@ -450,7 +455,11 @@ async fn submit(
     let out = Outgoing::record(
         Subject::ScanRequest,
         format!("req-{id}"),
-        &ScanRequest { request, force },
+        &ScanRequest {
+            request,
+            force,
+            sbom: None,
+        },
     )?;
     jetstream::publish(&js, &subjects, &out).await?;
     eprintln!("vigil: submitted request {id}");

@@ -103,6 +103,11 @@ pub fn parse(feed: &str, bytes: &[u8]) -> Result<Vec<Advisory>, FeedError> {
                 urls: url,
                 published: None,
                 modified: None,
+                cvss: Vec::new(),
+                cwes: Vec::new(),
+                withdrawn: false,
+                vendor_only: false,
+                fix_published: None,
             });
         }
     }

@@ -91,6 +91,11 @@ fn release_advisory(
         urls: vec![format!("https://security-tracker.debian.org/tracker/{id}")],
         published: None,
         modified: None,
+        cvss: Vec::new(),
+        cwes: Vec::new(),
+        withdrawn: false,
+        vendor_only: false,
+        fix_published: None,
     }))
 }
 

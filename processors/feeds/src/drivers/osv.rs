@@ -165,6 +165,11 @@ pub fn parse_record(feed: &str, v: &Value) -> Result<Vec<Advisory>, String> {
                 .get("modified")
                 .and_then(Value::as_str)
                 .map(str::to_string),
+            cvss: Vec::new(),
+            cwes: Vec::new(),
+            withdrawn: false,
+            vendor_only: false,
+            fix_published: None,
         });
     }
     Ok(out)

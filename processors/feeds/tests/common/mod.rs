@@ -31,6 +31,10 @@ pub fn pkg(kind: PackageType, name: &str, version: &str) -> Package {
         licenses: vec![],
         locations: vec![],
         purl: None,
+        cpes: Vec::new(),
+        files: Vec::new(),
+        metadata: Default::default(),
+        found_by: None,
     }
 }
 
@@ -62,6 +66,14 @@ pub fn analysis(digest: &str, distro: Option<Distro>, packages: Vec<Package>) ->
         analyzed_at: 0,
         analyzer_version: 1,
         warnings: vec![],
+        files: Vec::new(),
+        users: Vec::new(),
+        groups: Vec::new(),
+        secrets: Vec::new(),
+        retrieved_files: Vec::new(),
+        dockerfile: None,
+        passwd_present: false,
+        from_sbom: false,
     }
 }
 
