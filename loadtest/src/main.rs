@@ -1,1 +1,289 @@
-fn main() {}
+//! vigil load tests; each prints its figures.
+//!
+//! `cargo run --release -p vigil-loadtest -- rematch [--images 10000] [--affected 1000]
+//! [--packages 50] [--concurrency 16] [--nats URL]`
+//!
+//! Re-match on new data: store N image analyses (Debian 12 images of P packages each; M
+//! of them hold `openssl` at an affected version), match each once so the reverse index
+//! is built, then run the match, evaluate and notify stages on JetStream, store one new
+//! advisory for `debian:12/openssl` and publish the feed delta. Measured: the time from
+//! publishing the delta until all M `vuln_update` notifications are published.
+//! Without `--nats`, a nats-server is started on a free port (`VIGIL_NATS_SERVER` or
+//! `nats-server` on PATH).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use futures::{StreamExt, TryStreamExt};
+use vigil_contracts::{
+    Advisory, AffectedRange, Analysis, Distro, FeedDelta, FixState, ImageConfig, ImageDescriptor,
+    ImageRef, Package, PackageKey, PackageType, Severity, SourceKind, Subject,
+};
+use vigil_runtime::jetstream::{self, JetStreamRunner};
+use vigil_runtime::{Outgoing, Stage};
+use vigil_store::Store;
+
+struct Args {
+    images: usize,
+    affected: usize,
+    packages: usize,
+    concurrency: usize,
+    nats: Option<String>,
+}
+
+fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args> {
+    let mut a = Args {
+        images: 10_000,
+        affected: 1_000,
+        packages: 50,
+        concurrency: 16,
+        nats: None,
+    };
+    while let Some(flag) = it.next() {
+        let mut val = || it.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--images" => a.images = val()?.parse()?,
+            "--affected" => a.affected = val()?.parse()?,
+            "--packages" => a.packages = val()?.parse()?,
+            "--concurrency" => a.concurrency = val()?.parse()?,
+            "--nats" => a.nats = Some(val()?),
+            other => bail!("unknown option {other}"),
+        }
+    }
+    if a.affected > a.images {
+        bail!("--affected must not exceed --images");
+    }
+    Ok(a)
+}
+
+fn main() -> Result<()> {
+    let mut argv = std::env::args().skip(1);
+    match argv.next().as_deref() {
+        Some("rematch") => {
+            let args = parse_args(argv)?;
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(rematch(args))
+        }
+        _ => bail!("usage: vigil-loadtest rematch [--images N] [--affected M] [--packages P] [--concurrency C] [--nats URL]"),
+    }
+}
+
+fn openssl_key() -> PackageKey {
+    PackageKey {
+        namespace: "debian:12".into(),
+        package: "openssl".into(),
+    }
+}
+
+/// A synthetic Debian 12 image: `packages` packages from a pool of 2,000 names, plus
+/// openssl at an affected version when `affected`.
+fn analysis(i: usize, packages: usize, affected: bool) -> Analysis {
+    let digest = format!("sha256:{i:064x}");
+    let mut pkgs: Vec<Package> = (0..packages)
+        .map(|j| {
+            let mut p = Package::new(
+                format!("pkg-{}", (i * 7 + j * 13) % 2000),
+                "1.0-1",
+                PackageType::Deb,
+            );
+            p.locations.push("/var/lib/dpkg/status".into());
+            p
+        })
+        .collect();
+    if affected {
+        let mut p = Package::new("openssl", "3.0.11-1~deb12u2", PackageType::Deb);
+        p.locations.push("/var/lib/dpkg/status".into());
+        pkgs.push(p);
+    }
+    pkgs.sort_by(|a, b| a.name.cmp(&b.name));
+    pkgs.dedup_by(|a, b| a.name == b.name);
+    Analysis {
+        descriptor: ImageDescriptor {
+            image: ImageRef {
+                source_kind: SourceKind::Registry,
+                name: format!("registry.example/team/app-{i}"),
+                tag: Some("latest".into()),
+                digest,
+                index_digest: None,
+                config_digest: format!("sha256:{:064x}", i + 1_000_000),
+                platform: "linux/amd64".into(),
+            },
+            config: ImageConfig {
+                os: "linux".into(),
+                architecture: "amd64".into(),
+                ..Default::default()
+            },
+            layers: Vec::new(),
+        },
+        distro: Some(Distro {
+            id: "debian".into(),
+            version_id: Some("12".into()),
+            ..Default::default()
+        }),
+        packages: pkgs,
+        file_count: 0,
+        image_size: 0,
+        analyzed_at: 0,
+        analyzer_version: 0,
+        warnings: Vec::new(),
+        files: Vec::new(),
+        users: Vec::new(),
+        groups: Vec::new(),
+        secrets: Vec::new(),
+        retrieved_files: Vec::new(),
+        dockerfile: None,
+        passwd_present: false,
+        from_sbom: false,
+    }
+}
+
+fn new_advisory() -> Advisory {
+    Advisory {
+        id: "CVE-2099-0001".into(),
+        aliases: Vec::new(),
+        namespace: "debian:12".into(),
+        package: "openssl".into(),
+        feed: "loadtest".into(),
+        severity: Severity::High,
+        state: FixState::Fixed,
+        ranges: vec![AffectedRange {
+            introduced: None,
+            fixed: Some("3.0.13-1~deb12u1".into()),
+            last_affected: None,
+        }],
+        versions: Vec::new(),
+        description: Some("load test advisory".into()),
+        urls: Vec::new(),
+        published: None,
+        modified: None,
+        cvss: Vec::new(),
+        cwes: Vec::new(),
+        withdrawn: false,
+        vendor_only: false,
+        fix_published: None,
+    }
+}
+
+async fn rematch(args: Args) -> Result<()> {
+    let _server;
+    let url = match &args.nats {
+        Some(u) => u.clone(),
+        None => {
+            let n = vigil_testkit::Nats::start();
+            let u = n.url();
+            _server = n;
+            u
+        }
+    };
+    let dir = tempfile::tempdir()?;
+    let store = Store::open_embedded(&dir.path().join("vigil.redb"))?;
+    let matcher = Arc::new(vigil_match::MatchStage::new(store.clone()));
+
+    // Seed: analyses, each matched once (report + reverse index).
+    let t = Instant::now();
+    futures::stream::iter(0..args.images)
+        .map(|i| {
+            let store = store.clone();
+            let matcher = matcher.clone();
+            let a = analysis(i, args.packages, i < args.affected);
+            async move {
+                let digest = a.descriptor.image.digest.clone();
+                store.put_analysis(&a).await?;
+                matcher.match_image(&digest).await?;
+                anyhow::Ok(())
+            }
+        })
+        .buffer_unordered(64)
+        .try_collect::<Vec<()>>()
+        .await?;
+    let indexed = store.images_for_key(&openssl_key()).await?.len();
+    println!(
+        "seeded {} analyses ({} packages each, {indexed} holding openssl) in {:.1} s",
+        args.images,
+        args.packages,
+        t.elapsed().as_secs_f64()
+    );
+    if indexed != args.affected {
+        bail!("reverse index holds {indexed} images for openssl, expected {}", args.affected);
+    }
+
+    // The pipeline stages after the feeds: match, evaluate, notify.
+    let client = jetstream::connect(&url).await?;
+    let subjects = vigil_contracts::Subjects::default();
+    let mut runner = JetStreamRunner::new(client.clone(), subjects.clone(), Default::default());
+    runner.concurrency = args.concurrency;
+    jetstream::ensure_streams(runner.context(), &subjects).await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let stages: Vec<Arc<dyn Stage>> = vec![
+        matcher.clone(),
+        Arc::new(vigil_evaluate::EvaluateStage::new(store.clone())),
+        Arc::new(vigil_notify::NotifyStage::new(store.clone())),
+    ];
+    let mut tasks = Vec::new();
+    for s in stages {
+        let r = runner.clone();
+        let rx = stopped.clone();
+        tasks.push(tokio::spawn(async move { r.run_stage(s, rx).await }));
+    }
+    let mut notes = client
+        .subscribe(subjects.render(&Subject::Notify(
+            vigil_contracts::NotificationKind::VulnUpdate,
+        )))
+        .await?;
+    client.flush().await?;
+    tokio::time::sleep(Duration::from_millis(500)).await; // consumers bound
+
+    // The new advisory, then the delta that names its key.
+    store
+        .replace_advisories(&openssl_key(), &[new_advisory()])
+        .await?;
+    let delta = FeedDelta {
+        feed: "loadtest".into(),
+        sync_id: format!("sync-{}", std::process::id()),
+        changed: vec![openssl_key()],
+        synced_at: vigil_runtime::now_millis(),
+    };
+    let t = Instant::now();
+    jetstream::publish(
+        runner.context(),
+        &subjects,
+        &Outgoing::record(Subject::FeedsUpdated, delta.sync_id.clone(), &delta)?,
+    )
+    .await?;
+    let mut first = None;
+    let mut got = 0usize;
+    let deadline = Duration::from_secs(300);
+    while got < args.affected {
+        match tokio::time::timeout(deadline.saturating_sub(t.elapsed()), notes.next()).await {
+            Ok(Some(_)) => {
+                got += 1;
+                first.get_or_insert(t.elapsed());
+            }
+            _ => bail!("only {got} of {} notifications after {deadline:?}", args.affected),
+        }
+    }
+    let all = t.elapsed();
+    println!(
+        "re-match: {} images stored, {} affected: first vuln_update after {:.0} ms, all {} after {:.0} ms ({:.0} notifications/s; {} cores, concurrency {})",
+        args.images,
+        args.affected,
+        first.unwrap_or_default().as_secs_f64() * 1e3,
+        got,
+        all.as_secs_f64() * 1e3,
+        got as f64 / all.as_secs_f64(),
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        args.concurrency
+    );
+    // Nothing beyond the affected images.
+    if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(500), notes.next()).await {
+        bail!("more notifications than affected images");
+    }
+    let _ = stop.send(true);
+    for t in tasks {
+        let _ = t.await;
+    }
+    Ok(())
+}

@@ -10,6 +10,10 @@ pub enum FeedKind {
     Alpine,
     /// OSV records: a directory of JSON files, a `.zip` of them, or one JSON file.
     Osv,
+    /// NVD CVE API 2.0 (`https://services.nvd.nist.gov/rest/json/cves/2.0`), paged and
+    /// incremental by `lastModStartDate`; or a file/directory of CVE JSON (API pages, a
+    /// `{"cve": …}` wrapper or bare CVE objects). Enrichment only: namespace `nvd`.
+    Nvd,
 }
 
 impl FeedKind {
@@ -18,6 +22,7 @@ impl FeedKind {
             FeedKind::Debian => "debian",
             FeedKind::Alpine => "alpine",
             FeedKind::Osv => "osv",
+            FeedKind::Nvd => "nvd",
         }
     }
 }
@@ -29,14 +34,46 @@ pub struct FeedSource {
     pub kind: FeedKind,
     pub name: String,
     pub url: String,
+    /// NVD API key (sent as the `apiKey` header). When unset, `VIGIL_NVD_API_KEY` or
+    /// `NVD_API_KEY` from the environment is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<String>,
+    /// Pause between NVD API pages in milliseconds. Default: 6000 without an API key,
+    /// 600 with one (NVD's published rate limits). Tests set 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page_delay_ms: Option<u64>,
+    /// NVD `resultsPerPage` (default and maximum 2000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page_size: Option<u32>,
 }
 
 impl FeedSource {
+    /// The API key: configured, else from `VIGIL_NVD_API_KEY` / `NVD_API_KEY`.
+    pub fn effective_api_key(&self) -> Option<String> {
+        self.api_key
+            .clone()
+            .or_else(|| std::env::var("VIGIL_NVD_API_KEY").ok())
+            .or_else(|| std::env::var("NVD_API_KEY").ok())
+            .filter(|k| !k.trim().is_empty())
+    }
+
+    /// The pause between NVD pages.
+    pub fn page_delay(&self, with_key: bool) -> std::time::Duration {
+        std::time::Duration::from_millis(self.page_delay_ms.unwrap_or(if with_key {
+            600
+        } else {
+            6000
+        }))
+    }
+
     pub fn new(kind: FeedKind, name: impl Into<String>, url: impl Into<String>) -> Self {
         FeedSource {
             kind,
             name: name.into(),
             url: url.into(),
+            api_key: None,
+            page_delay_ms: None,
+            page_size: None,
         }
     }
 }

@@ -47,6 +47,11 @@ pub enum Fetched {
     },
 }
 
+/// Whether a URL is fetched over HTTP(S).
+pub fn is_http(url: &str) -> bool {
+    url.starts_with("http://") || url.starts_with("https://")
+}
+
 fn local_path(url: &str) -> Option<PathBuf> {
     if let Some(p) = url.strip_prefix("file://") {
         return Some(PathBuf::from(p));
@@ -104,7 +109,7 @@ pub async fn fetch(
     url: &str,
     previous: Option<&FeedState>,
 ) -> Result<Fetched, FeedError> {
-    if url.starts_with("http://") || url.starts_with("https://") {
+    if is_http(url) {
         return fetch_http(feed, url, previous).await;
     }
     let path = local_path(url).ok_or_else(|| FeedError::Http {

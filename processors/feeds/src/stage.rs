@@ -8,6 +8,7 @@ use vigil_runtime::{Outgoing, Stage, StageError};
 use vigil_store::Store;
 
 use crate::config::FeedsConfig;
+use crate::lease::FeedLease;
 use crate::sync::sync_selected;
 use crate::FeedError;
 
@@ -17,11 +18,24 @@ pub const KEYS_PER_MESSAGE: usize = 2000;
 pub struct FeedsStage {
     config: FeedsConfig,
     store: Store,
+    lease: Option<FeedLease>,
 }
 
 impl FeedsStage {
     pub fn new(config: FeedsConfig, store: Store) -> Self {
-        FeedsStage { config, store }
+        FeedsStage {
+            config,
+            store,
+            lease: None,
+        }
+    }
+
+    /// Sync only while holding the cluster-wide lease: a request arriving while another
+    /// instance syncs is acknowledged without syncing (that instance's deltas cover it).
+    /// The lease is renewed every third of its TTL during a sync and released after.
+    pub fn with_lease(mut self, lease: FeedLease) -> Self {
+        self.lease = Some(lease);
+        self
     }
 }
 
@@ -60,6 +74,47 @@ impl Stage for FeedsStage {
         }
         let req: FeedSyncRequest = codec::decode(payload)?;
         let span = tracing::info_span!("feeds_sync", feeds = ?req.feeds);
+        let renewer = match &self.lease {
+            None => None,
+            Some(lease) => {
+                let won = lease.try_acquire().await.map_err(|e| {
+                    StageError::new(FailureKind::Upstream, format!("feed lease: {e}"))
+                })?;
+                if !won {
+                    tracing::info!("another instance holds the feed-sync lease; not syncing");
+                    return Ok(Vec::new());
+                }
+                let l = lease.clone();
+                Some(tokio::spawn(async move {
+                    let every = (l.ttl() / 3).max(std::time::Duration::from_millis(100));
+                    loop {
+                        tokio::time::sleep(every).await;
+                        if let Err(e) = l.try_acquire().await {
+                            tracing::warn!(error = %e, "feed lease renewal failed");
+                        }
+                    }
+                }))
+            }
+        };
+        let result = self.sync_and_publish(req, span).await;
+        if let Some(r) = renewer {
+            r.abort();
+        }
+        if let Some(lease) = &self.lease {
+            if let Err(e) = lease.release().await {
+                tracing::warn!(error = %e, "feed lease release failed");
+            }
+        }
+        result
+    }
+}
+
+impl FeedsStage {
+    async fn sync_and_publish(
+        &self,
+        req: FeedSyncRequest,
+        span: tracing::Span,
+    ) -> Result<Vec<Outgoing>, StageError> {
         async {
             let progress = |m: &str| tracing::info!("{m}");
             let report = sync_selected(&self.config, &req.feeds, &self.store, &progress)

@@ -1,13 +1,13 @@
 //! Syncing feeds into the store and reporting which package keys changed.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use vigil_contracts::{Advisory, FeedDelta, FeedState, FixState, PackageKey, Severity};
 use vigil_runtime::now_millis;
 use vigil_store::Store;
 
 use crate::config::{FeedKind, FeedSource, FeedsConfig};
-use crate::drivers::{self, alpine, debian, osv, Grouped};
+use crate::drivers::{self, alpine, debian, nvd, osv, Grouped};
 use crate::fetch::{fetch, Body, Fetched};
 use crate::FeedError;
 
@@ -58,11 +58,27 @@ pub fn parse_body(source: &FeedSource, body: &Body) -> Result<Grouped, FeedError
         (FeedKind::Osv, Body::Files(fs)) => {
             osv::parse_files(feed, fs.iter().map(|(n, b)| (n.as_str(), b.as_slice()))).0
         }
+        (FeedKind::Nvd, Body::Bytes(b)) => {
+            nvd::parse_document(feed, &source.url, b).map_err(|m| FeedError::Parse {
+                feed: feed.to_string(),
+                message: m,
+            })?
+        }
+        (FeedKind::Nvd, Body::Files(fs)) => {
+            let mut out = Vec::new();
+            for (name, b) in fs {
+                match nvd::parse_document(feed, name, b) {
+                    Ok(a) => out.extend(a),
+                    Err(e) => tracing::warn!(feed, error = e, "skipping malformed NVD file"),
+                }
+            }
+            out
+        }
     };
     Ok(drivers::group(advisories))
 }
 
-fn store_err(feed: &str) -> impl Fn(vigil_store::StoreError) -> FeedError + '_ {
+pub(crate) fn store_err(feed: &str) -> impl Fn(vigil_store::StoreError) -> FeedError + '_ {
     move |source| FeedError::Store {
         feed: feed.to_string(),
         source,
@@ -90,12 +106,109 @@ async fn replace_feed_advisories(
         .map_err(store_err(feed))
 }
 
+/// The keys a feed wrote at its last sync (its bookkeeping partition).
+pub async fn feed_keys(store: &Store, feed: &str) -> Result<BTreeSet<PackageKey>, FeedError> {
+    Ok(store
+        .get_advisories(&keys_partition(feed))
+        .await
+        .map_err(store_err(feed))?
+        .into_iter()
+        .map(|a| PackageKey {
+            namespace: a.namespace,
+            package: a.package,
+        })
+        .collect())
+}
+
+pub(crate) fn book_record(feed: &str, k: &PackageKey) -> Advisory {
+    Advisory {
+        id: format!("{}|{}", k.namespace, k.package),
+        aliases: Vec::new(),
+        namespace: k.namespace.clone(),
+        package: k.package.clone(),
+        feed: feed.to_string(),
+        severity: Severity::Unknown,
+        state: FixState::NotAffected,
+        ranges: Vec::new(),
+        versions: Vec::new(),
+        description: None,
+        urls: Vec::new(),
+        published: None,
+        modified: None,
+        cvss: Vec::new(),
+        cwes: Vec::new(),
+        withdrawn: false,
+        vendor_only: false,
+        fix_published: None,
+    }
+}
+
+/// Write a feed's parsed advisories. Full mode: the feed's advisories become exactly
+/// `grouped` (keys it no longer names lose its advisories). Incremental mode (NVD by
+/// `lastModStartDate`): `grouped` is upserted, nothing is removed. Returns the sorted
+/// changed keys and the per-namespace record counts of the whole feed afterwards.
+pub(crate) async fn store_grouped(
+    store: &Store,
+    feed: &str,
+    grouped: &Grouped,
+    incremental: bool,
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Result<(Vec<PackageKey>, BTreeMap<String, u64>), FeedError> {
+    let book = keys_partition(feed);
+    let old_keys = feed_keys(store, feed).await?;
+    let total = grouped.len();
+    let mut changed = Vec::new();
+    for (i, (key, advs)) in grouped.iter().enumerate() {
+        if replace_feed_advisories(store, feed, key, advs).await? {
+            changed.push(key.clone());
+        }
+        if (i + 1) % 1000 == 0 {
+            progress(&format!("{feed}: {}/{total} packages stored", i + 1));
+        }
+    }
+    let namespaces = if incremental {
+        let mut all = old_keys.clone();
+        all.extend(grouped.keys().cloned());
+        if all.len() != old_keys.len() {
+            let recs: Vec<Advisory> = all.iter().map(|k| book_record(feed, k)).collect();
+            store
+                .replace_advisories(&book, &recs)
+                .await
+                .map_err(store_err(feed))?;
+        }
+        // Records per namespace of the whole feed: one per key for NVD; for other feeds
+        // an approximation (keys, not advisories) in incremental mode.
+        let mut counts = BTreeMap::new();
+        for k in &all {
+            *counts.entry(k.namespace.clone()).or_insert(0u64) += 1;
+        }
+        counts
+    } else {
+        for key in old_keys.iter().filter(|k| !grouped.contains_key(*k)) {
+            if replace_feed_advisories(store, feed, key, &[]).await? {
+                changed.push(key.clone());
+            }
+        }
+        let recs: Vec<Advisory> = grouped.keys().map(|k| book_record(feed, k)).collect();
+        store
+            .replace_advisories(&book, &recs)
+            .await
+            .map_err(store_err(feed))?;
+        drivers::counts(grouped)
+    };
+    changed.sort();
+    Ok((changed, namespaces))
+}
+
 /// Sync one feed. Returns the delta when any key changed.
 pub async fn sync_feed(
     source: &FeedSource,
     store: &Store,
     progress: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<Option<FeedDelta>, FeedError> {
+    if source.kind == FeedKind::Nvd && crate::fetch::is_http(&source.url) {
+        return crate::nvd_api::sync_nvd_api(source, store, progress).await;
+    }
     let feed = source.name.as_str();
     let previous = store.get_feed_state(feed).await.map_err(store_err(feed))?;
     progress(&format!("{feed}: fetching {}", source.url));
@@ -132,61 +245,7 @@ pub async fn sync_feed(
     let total = grouped.len();
     progress(&format!("{feed}: {total} packages parsed"));
 
-    let book = keys_partition(feed);
-    let old_keys: BTreeSet<PackageKey> = store
-        .get_advisories(&book)
-        .await
-        .map_err(store_err(feed))?
-        .into_iter()
-        .map(|a| PackageKey {
-            namespace: a.namespace,
-            package: a.package,
-        })
-        .collect();
-
-    let mut changed = Vec::new();
-    for (i, (key, advs)) in grouped.iter().enumerate() {
-        if replace_feed_advisories(store, feed, key, advs).await? {
-            changed.push(key.clone());
-        }
-        if (i + 1) % 1000 == 0 {
-            progress(&format!("{feed}: {}/{total} packages stored", i + 1));
-        }
-    }
-    for key in old_keys.iter().filter(|k| !grouped.contains_key(*k)) {
-        if replace_feed_advisories(store, feed, key, &[]).await? {
-            changed.push(key.clone());
-        }
-    }
-    let book_records: Vec<Advisory> = grouped
-        .keys()
-        .map(|k| Advisory {
-            id: format!("{}|{}", k.namespace, k.package),
-            aliases: Vec::new(),
-            namespace: k.namespace.clone(),
-            package: k.package.clone(),
-            feed: feed.to_string(),
-            severity: Severity::Unknown,
-            state: FixState::NotAffected,
-            ranges: Vec::new(),
-            versions: Vec::new(),
-            description: None,
-            urls: Vec::new(),
-            published: None,
-            modified: None,
-            cvss: Vec::new(),
-            cwes: Vec::new(),
-            withdrawn: false,
-            vendor_only: false,
-            fix_published: None,
-        })
-        .collect();
-    store
-        .replace_advisories(&book, &book_records)
-        .await
-        .map_err(store_err(feed))?;
-
-    let namespaces = drivers::counts(&grouped);
+    let (changed, namespaces) = store_grouped(store, feed, &grouped, false, progress).await?;
     let synced_at = now_millis();
     store
         .put_feed_state(&FeedState {
@@ -201,7 +260,6 @@ pub async fn sync_feed(
         })
         .await
         .map_err(store_err(feed))?;
-    changed.sort();
     progress(&format!("{feed}: {} packages changed", changed.len()));
     if changed.is_empty() {
         return Ok(None);

@@ -149,9 +149,14 @@ async fn incremental_sync_and_rematch() {
         .unwrap()
         .is_empty());
 
-    // Re-match from the delta.
+    // Re-match from the delta: the match stage fans the delta out into one re-match
+    // request per affected image, then re-matches each.
     let payload = codec::encode(&deltas[0]).unwrap();
-    let out = ms.handle(&Subject::FeedsUpdated, &payload).await.unwrap();
+    let fan = ms.handle(&Subject::FeedsUpdated, &payload).await.unwrap();
+    assert_eq!(fan.len(), 1);
+    let rematch: AnalyzedImage = codec::decode(&fan[0].payload).unwrap();
+    assert_eq!(rematch.request, None);
+    let out = ms.handle(&fan[0].subject, &fan[0].payload).await.unwrap();
     assert_eq!(out.len(), 1);
     let m: MatchedImage = codec::decode(&out[0].payload).unwrap();
     assert_eq!(m.request, None);
@@ -170,9 +175,9 @@ async fn incremental_sync_and_rematch() {
             .collect::<Vec<_>>(),
         ["CVE-2023-42366"]
     );
-    // A redelivered delta changes nothing and publishes nothing.
+    // A redelivered re-match changes nothing and publishes nothing.
     assert!(ms
-        .handle(&Subject::FeedsUpdated, &payload)
+        .handle(&fan[0].subject, &fan[0].payload)
         .await
         .unwrap()
         .is_empty());
@@ -268,10 +273,13 @@ async fn malformed_osv_file_is_skipped() {
         deltas[0].changed,
         [key("pypi", "jinja2"), key("pypi", "requests")]
     );
+    // The withdrawn record is stored, flagged, for the matcher to ignore.
     let req = st.get_advisories(&key("pypi", "requests")).await.unwrap();
     assert_eq!(
-        req.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
-        ["GHSA-x84v-xcm2-53pg"]
+        req.iter()
+            .map(|a| (a.id.as_str(), a.withdrawn))
+            .collect::<Vec<_>>(),
+        [("GHSA-gone", true), ("GHSA-x84v-xcm2-53pg", false)]
     );
 }
 

@@ -87,14 +87,28 @@ impl MatchStage {
 
     async fn on_analyzed(&self, msg: AnalyzedImage) -> Result<Vec<Outgoing>, StageError> {
         let m = self.match_image(&msg.image_digest).await?;
-        let id = match &msg.request {
-            Some(r) => format!("match:{}:{}", r.request_id, msg.image_digest),
-            None => format!("match:-:{}", msg.image_digest),
+        let (id, diff) = match &msg.request {
+            Some(r) => (
+                format!("match:{}:{}", r.request_id, msg.image_digest),
+                m.had_previous.then_some(m.diff),
+            ),
+            // A re-match after a feed update: evaluate and notify only when the findings
+            // changed. The id names the change, so that a redelivery publishes nothing new
+            // while a later, different change of the same image still goes out.
+            None => {
+                if m.diff.is_empty() {
+                    return Ok(Vec::new());
+                }
+                (
+                    format!("rematched:{}:{}", msg.image_digest, diff_id(&m.diff)),
+                    Some(m.diff),
+                )
+            }
         };
         let out = MatchedImage {
             request: msg.request,
             image_digest: msg.image_digest,
-            diff: m.had_previous.then_some(m.diff),
+            diff,
         };
         Ok(vec![Outgoing::record(
             Subject::Stage(StageName::Evaluate),
@@ -103,6 +117,9 @@ impl MatchStage {
         )?])
     }
 
+    /// A feed changed: look the changed keys up in the reverse index and fan out one
+    /// re-match message per affected image, so that the images are matched, evaluated
+    /// and notified concurrently, by as many match consumers as run.
     async fn on_feed_delta(&self, delta: FeedDelta) -> Result<Vec<Outgoing>, StageError> {
         let mut images = BTreeSet::new();
         for k in &delta.changed {
@@ -114,31 +131,35 @@ impl MatchStage {
             images = images.len(),
             "re-matching after feed update"
         );
-        let mut out = Vec::new();
-        for digest in images {
-            if self.store.get_analysis(&digest).await?.is_none() {
-                tracing::warn!(
-                    image = digest,
-                    "reverse index names an image without analysis"
-                );
-                continue;
-            }
-            let m = self.match_image(&digest).await?;
-            if m.diff.is_empty() {
-                continue;
-            }
-            out.push(Outgoing::record(
-                Subject::Stage(StageName::Evaluate),
-                format!("rematch:{}:{}:{}", delta.feed, delta.sync_id, digest),
-                &MatchedImage {
-                    request: None,
-                    image_digest: digest,
-                    diff: Some(m.diff),
-                },
-            )?);
-        }
-        Ok(out)
+        images
+            .into_iter()
+            .map(|digest| {
+                Outgoing::record(
+                    Subject::Stage(StageName::Match),
+                    format!("rematch:{}:{}:{}", delta.feed, delta.sync_id, digest),
+                    &AnalyzedImage {
+                        request: None,
+                        image_digest: digest,
+                    },
+                )
+            })
+            .collect()
     }
+}
+
+/// A short content id of a diff (vulnerability, package and state of each change).
+fn diff_id(d: &VulnDiff) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for (tag, list) in [("+", &d.added), ("~", &d.updated), ("-", &d.removed)] {
+        for f in list.iter() {
+            h.update(format!(
+                "{tag}{}|{}|{}|{:?}|{:?}\n",
+                f.vuln_id, f.package.name, f.package.version, f.state, f.fixed_in
+            ));
+        }
+    }
+    hex::encode(&h.finalize()[..8])
 }
 
 #[async_trait]

@@ -100,6 +100,44 @@ pub async fn publish(
     Ok(())
 }
 
+/// Publish several messages, each with its `Nats-Msg-Id`: all are sent first, then the
+/// stream's acks are awaited together, so a fan-out of many messages costs about one
+/// round trip instead of one per message. Fails if any ack fails (the caller NAKs and a
+/// redelivery re-publishes; the message ids make the repeats no-ops).
+pub async fn publish_many(
+    js: &jetstream::Context,
+    subjects: &Subjects,
+    outs: &[Outgoing],
+) -> Result<(), RunnerError> {
+    const WINDOW: usize = 256;
+    for chunk in outs.chunks(WINDOW) {
+        let mut acks = Vec::with_capacity(chunk.len());
+        for out in chunk {
+            let subject = subjects.render(&out.subject);
+            let ack = js
+                .send_publish(
+                    subject.clone(),
+                    PublishMessage::build()
+                        .payload(out.payload.clone().into())
+                        .message_id(out.msg_id.clone()),
+                )
+                .await
+                .map_err(|e| RunnerError::Publish {
+                    subject: subject.clone(),
+                    message: e.to_string(),
+                })?;
+            acks.push((subject, ack));
+        }
+        for (subject, ack) in acks {
+            ack.await.map_err(|e| RunnerError::Publish {
+                subject,
+                message: e.to_string(),
+            })?;
+        }
+    }
+    Ok(())
+}
+
 /// Runs stages as JetStream consumers.
 #[derive(Clone)]
 pub struct JetStreamRunner {
@@ -322,10 +360,7 @@ impl JetStreamRunner {
     }
 
     async fn publish_all(&self, outs: &[Outgoing]) -> Result<(), RunnerError> {
-        for o in outs {
-            publish(&self.js, &self.subjects, o).await?;
-        }
-        Ok(())
+        publish_many(&self.js, &self.subjects, outs).await
     }
 }
 

@@ -61,6 +61,42 @@ pub async fn run_backend(b: &dyn Backend) {
     backend_list_pages(b, &x).await;
     backend_delete(b, &x).await;
     backend_write_batch(b, &x).await;
+    backend_concurrent_writers(b, &x).await;
+}
+
+/// Many writers at once (the embedded backend commits them in groups): every write is
+/// visible afterwards, and of concurrent `put_if_absent`s on one key exactly one wins.
+async fn backend_concurrent_writers(b: &dyn Backend, x: &str) {
+    use futures::future::join_all;
+    let t = Table::Notification;
+    let p = format!("{x}concurrent");
+    let keys: Vec<String> = (0..200u32).map(|i| format!("{i:04}")).collect();
+    let puts = (0u32..)
+        .zip(&keys)
+        .map(|(i, k)| b.put(t, &p, k, i.to_be_bytes().to_vec()));
+    for r in join_all(puts).await {
+        ok("concurrent put", r);
+    }
+    let rows = ok("list", b.list(t, &p).await);
+    assert_eq!(rows.len(), 200, "every concurrent put is visible");
+    for (k, v) in &rows {
+        let i: u32 = k.parse().unwrap();
+        assert_eq!(v, &i.to_be_bytes().to_vec(), "row {k} holds its own value");
+    }
+    let q = format!("{x}race");
+    let races = (0..50u8).map(|i| b.put_if_absent(t, &q, "", vec![i]));
+    let won: Vec<bool> = join_all(races)
+        .await
+        .into_iter()
+        .map(|r| ok("put_if_absent race", r))
+        .collect();
+    assert_eq!(
+        won.iter().filter(|w| **w).count(),
+        1,
+        "exactly one put_if_absent wins"
+    );
+    let winner = won.iter().position(|w| *w).unwrap() as u8;
+    assert_eq!(ok("get", b.get(t, &q, "").await), Some(vec![winner]));
 }
 
 /// Every logical table exists, and tables are independent namespaces.

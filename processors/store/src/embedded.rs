@@ -22,9 +22,49 @@ fn err(e: impl std::fmt::Display) -> StoreError {
 }
 
 /// A redb database shared by all handles.
+///
+/// Reads run on the blocking pool. Writes go through one writer thread that commits
+/// every batch waiting at that moment in a single transaction (group commit): each
+/// caller still returns only after its writes are durable, but many concurrent writers
+/// share one fsync instead of paying one each.
 #[derive(Clone)]
 pub struct EmbeddedBackend {
     db: Arc<Database>,
+    writer: Arc<Writer>,
+}
+
+/// The writer thread's queue; dropping the last handle stops the thread and waits for
+/// it, so the file is closed when the backend is gone (and can be opened again).
+struct Writer {
+    queue: Option<std::sync::mpsc::Sender<WriteJob>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.queue.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Most jobs committed in one transaction.
+const MAX_GROUP: usize = 256;
+
+enum WriteOp {
+    Batch(Vec<Write>),
+    PutIfAbsent {
+        table: Table,
+        partition: String,
+        sort: String,
+        value: Vec<u8>,
+    },
+}
+
+struct WriteJob {
+    op: WriteOp,
+    done: tokio::sync::oneshot::Sender<Result<bool, StoreError>>,
 }
 
 impl EmbeddedBackend {
@@ -39,7 +79,18 @@ impl EmbeddedBackend {
             tx.open_table(def(t)).map_err(err)?;
         }
         tx.commit().map_err(err)?;
-        Ok(EmbeddedBackend { db: Arc::new(db) })
+        let db = Arc::new(db);
+        let (queue, jobs) = std::sync::mpsc::channel::<WriteJob>();
+        let wdb = db.clone();
+        let thread = std::thread::Builder::new()
+            .name("vigil-redb-writer".into())
+            .spawn(move || write_loop(&wdb, jobs))
+            .map_err(err)?;
+        let writer = Arc::new(Writer {
+            queue: Some(queue),
+            thread: Some(thread),
+        });
+        Ok(EmbeddedBackend { db, writer })
     }
 
     async fn blocking<T: Send + 'static>(
@@ -51,6 +102,79 @@ impl EmbeddedBackend {
             .await
             .map_err(err)?
     }
+
+    async fn submit(&self, op: WriteOp) -> Result<bool, StoreError> {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        self.writer
+            .queue
+            .as_ref()
+            .ok_or_else(|| err("the store is closed"))?
+            .send(WriteJob { op, done })
+            .map_err(|_| err("the writer thread has stopped"))?;
+        wait.await
+            .map_err(|_| err("the writer thread dropped a write"))?
+    }
+}
+
+/// The writer thread: block for one job, take whatever else is queued, commit them
+/// together. Ends when every handle is dropped.
+fn write_loop(db: &Database, jobs: std::sync::mpsc::Receiver<WriteJob>) {
+    while let Ok(first) = jobs.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match jobs.try_recv() {
+                Ok(j) => group.push(j),
+                Err(_) => break,
+            }
+        }
+        match commit_group(db, &group) {
+            Ok(results) => {
+                for (job, r) in group.into_iter().zip(results) {
+                    let _ = job.done.send(Ok(r));
+                }
+            }
+            // One failing job must not fail the others: redo each alone so that every
+            // caller gets its own outcome.
+            Err(_) => {
+                for job in group {
+                    let r = commit_group(db, std::slice::from_ref(&job)).map(|v| v[0]);
+                    let _ = job.done.send(r);
+                }
+            }
+        }
+    }
+}
+
+fn commit_group(db: &Database, group: &[WriteJob]) -> Result<Vec<bool>, StoreError> {
+    let tx = db.begin_write().map_err(err)?;
+    let mut results = Vec::with_capacity(group.len());
+    for job in group {
+        results.push(match &job.op {
+            WriteOp::Batch(writes) => {
+                for w in writes {
+                    apply(&tx, w)?;
+                }
+                true
+            }
+            WriteOp::PutIfAbsent {
+                table,
+                partition,
+                sort,
+                value,
+            } => {
+                let mut t = tx.open_table(def(*table)).map_err(err)?;
+                let key = (partition.as_str(), sort.as_str());
+                if t.get(key).map_err(err)?.is_some() {
+                    false
+                } else {
+                    t.insert(key, value.as_slice()).map_err(err)?;
+                    true
+                }
+            }
+        });
+    }
+    tx.commit().map_err(err)?;
+    Ok(results)
 }
 
 fn apply(tx: &redb::WriteTransaction, w: &Write) -> Result<(), StoreError> {
@@ -102,21 +226,11 @@ impl Backend for EmbeddedBackend {
         sort: &str,
         value: Vec<u8>,
     ) -> Result<bool, StoreError> {
-        let (p, s) = (partition.to_string(), sort.to_string());
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(err)?;
-            let wrote = {
-                let mut t = tx.open_table(def(table)).map_err(err)?;
-                if t.get((p.as_str(), s.as_str())).map_err(err)?.is_some() {
-                    false
-                } else {
-                    t.insert((p.as_str(), s.as_str()), value.as_slice())
-                        .map_err(err)?;
-                    true
-                }
-            };
-            tx.commit().map_err(err)?;
-            Ok(wrote)
+        self.submit(WriteOp::PutIfAbsent {
+            table,
+            partition: partition.to_string(),
+            sort: sort.to_string(),
+            value,
         })
         .await
     }
@@ -171,14 +285,6 @@ impl Backend for EmbeddedBackend {
     }
 
     async fn write_batch(&self, writes: Vec<Write>) -> Result<(), StoreError> {
-        self.blocking(move |db| {
-            let tx = db.begin_write().map_err(err)?;
-            for w in &writes {
-                apply(&tx, w)?;
-            }
-            tx.commit().map_err(err)?;
-            Ok(())
-        })
-        .await
+        self.submit(WriteOp::Batch(writes)).await.map(|_| ())
     }
 }

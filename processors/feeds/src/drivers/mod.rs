@@ -6,6 +6,7 @@ use vigil_contracts::{Advisory, PackageKey};
 
 pub mod alpine;
 pub mod debian;
+pub mod nvd;
 pub mod osv;
 
 /// Advisories grouped by (namespace, package), each list sorted by id.
@@ -39,6 +40,16 @@ pub fn group(advisories: Vec<Advisory>) -> Grouped {
                 for al in a.aliases {
                     if !prev.aliases.contains(&al) {
                         prev.aliases.push(al);
+                    }
+                }
+                for c in a.cvss {
+                    if !prev.cvss.contains(&c) {
+                        prev.cvss.push(c);
+                    }
+                }
+                for c in a.cwes {
+                    if !prev.cwes.contains(&c) {
+                        prev.cwes.push(c);
                     }
                 }
                 prev.severity = prev.severity.max(a.severity);

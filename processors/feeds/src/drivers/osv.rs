@@ -1,9 +1,10 @@
-//! OSV records (https://ossf.github.io/osv-schema/): one advisory per `affected[]` package.
+//! OSV records (https://ossf.github.io/osv-schema/): one advisory per `affected[]`
+//! (namespace, package); see [`osv_namespace`] for the namespaces.
 
 use std::io::Read;
 
 use serde_json::Value;
-use vigil_contracts::{Advisory, AffectedRange, FixState, Severity};
+use vigil_contracts::{Advisory, AffectedRange, Cvss, FixState, Severity};
 use vigil_match::namespace::{ecosystem_namespace, normalize_name};
 
 use crate::FeedError;
@@ -66,15 +67,119 @@ fn ranges(events: &[Value]) -> Vec<AffectedRange> {
     out
 }
 
-/// Parse one OSV record into advisories (none when withdrawn).
+/// Map an OSV `package.ecosystem` to a namespace. Language ecosystems keep the matcher's
+/// naming (`PyPI` → `pypi`, `crates.io` → `crates.io`, …); distro ecosystems become
+/// `<distro id>:<release>` as the matcher derives it from `/etc/os-release`
+/// (`Debian:12` → `debian:12`, `Ubuntu:22.04:LTS` → `ubuntu:22.04`, `Alpine:v3.19` →
+/// `alpine:3.19`, `AlmaLinux:8` → `almalinux:8`, `Rocky Linux:9` → `rocky:9`,
+/// `Red Hat:enterprise_linux:9::appstream` → `rhel:9`, `SUSE:Linux Enterprise Server
+/// 15 SP5` → `sles:15`, `openSUSE:Leap 15.5` → `opensuse-leap:15`, `Wolfi` → `wolfi`,
+/// `Chainguard` → `chainguard`). `None` for an ecosystem vigil does not know.
+pub fn osv_namespace(ecosystem: &str) -> Option<String> {
+    let eco = ecosystem.trim();
+    let (base, rest) = match eco.split_once(':') {
+        Some((b, r)) => (b.trim(), Some(r.trim())),
+        None => (eco, None),
+    };
+    let major = |s: &str| -> Option<String> {
+        s.split(|c: char| !c.is_ascii_digit())
+            .find(|p| !p.is_empty())
+            .map(str::to_string)
+    };
+    match base {
+        "PyPI" | "npm" | "Maven" | "Go" | "crates.io" | "RubyGems" | "NuGet" | "Packagist"
+        | "Hex" | "Pub" | "Hackage" | "CRAN" | "SwiftURL" | "GitHub Actions" | "Bitnami" => {
+            ecosystem_namespace(base)
+        }
+        "Debian" | "Ubuntu" | "Alpine" | "AlmaLinux" | "Rocky Linux" | "Mageia" | "openEuler"
+        | "Photon OS" => {
+            // A distro ecosystem without a release cannot be matched to an image.
+            rest?;
+            let ns = ecosystem_namespace(eco)?;
+            ns.contains(':').then_some(ns)
+        }
+        "Red Hat" => {
+            let r = rest?.split(':').find_map(|p| {
+                let p = p.trim();
+                (p.chars().next().is_some_and(|c| c.is_ascii_digit())).then(|| major(p))?
+            })?;
+            Some(format!("rhel:{r}"))
+        }
+        "SUSE" => {
+            let r = rest?;
+            let id = if r.contains("Enterprise Server") {
+                "sles"
+            } else if r.contains("Enterprise Desktop") {
+                "sled"
+            } else if r.contains("Enterprise Micro") {
+                "sle-micro"
+            } else {
+                return Some(format!("suse:{}", r.to_ascii_lowercase().replace(' ', "-")));
+            };
+            Some(format!("{id}:{}", major(r)?))
+        }
+        "openSUSE" => {
+            let r = rest?;
+            if r.starts_with("Tumbleweed") {
+                Some("opensuse-tumbleweed".into())
+            } else if let Some(v) = r.strip_prefix("Leap Micro") {
+                Some(format!("opensuse-leap-micro:{}", major(v)?))
+            } else if let Some(v) = r.strip_prefix("Leap") {
+                Some(format!("opensuse-leap:{}", major(v)?))
+            } else {
+                None
+            }
+        }
+        "Wolfi" => Some("wolfi".into()),
+        "Chainguard" => Some("chainguard".into()),
+        _ => None,
+    }
+}
+
+/// CVSS entries of an OSV `severity` array (types `CVSS_V3` / `CVSS_V4`), scored.
+fn cvss_list(source: &str, v: Option<&Value>) -> Vec<Cvss> {
+    v.and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|s| {
+            s.get("type")
+                .and_then(Value::as_str)
+                .is_some_and(|t| t.starts_with("CVSS_V3") || t.starts_with("CVSS_V4"))
+        })
+        .filter_map(|s| s.get("score").and_then(Value::as_str))
+        .filter_map(|vec| crate::cvss::score_vector(source, vec))
+        .collect()
+}
+
+/// The severity a list of CVSS scores implies: the v3.x score first, else v4.
+fn cvss_severity(cvss: &[Cvss]) -> Option<Severity> {
+    cvss.iter()
+        .find(|c| c.version.starts_with('3'))
+        .or_else(|| cvss.first())
+        .map(|c| crate::cvss::severity_of(c.base_score))
+}
+
+/// The CVSS source name of a record: `ghsa` for GitHub advisories, `go` for the Go
+/// database, else the feed name.
+fn cvss_source(feed: &str, id: &str) -> String {
+    if id.starts_with("GHSA-") {
+        "ghsa".into()
+    } else if id.starts_with("GO-") {
+        "go".into()
+    } else {
+        feed.to_string()
+    }
+}
+
+/// Parse one OSV record into advisories, one per affected (namespace, package). A
+/// withdrawn record is kept with `withdrawn = true` (the matcher must ignore it); GIT
+/// ranges are ignored; an unknown ecosystem is skipped with a warning.
 pub fn parse_record(feed: &str, v: &Value) -> Result<Vec<Advisory>, String> {
     let id = v
         .get("id")
         .and_then(Value::as_str)
         .ok_or("OSV record without id")?;
-    if v.get("withdrawn").is_some_and(|w| !w.is_null()) {
-        return Ok(Vec::new());
-    }
+    let withdrawn = v.get("withdrawn").is_some_and(|w| !w.is_null());
     let affected = v
         .get("affected")
         .and_then(Value::as_array)
@@ -99,11 +204,17 @@ pub fn parse_record(feed: &str, v: &Value) -> Result<Vec<Advisory>, String> {
                 .collect()
         })
         .unwrap_or_default();
-    let record_severity = severity_word(v.pointer("/database_specific/severity")).or_else(|| {
-        v.get("severity")
-            .and_then(Value::as_array)
-            .and_then(|a| a.iter().find_map(|s| severity_word(s.get("score"))))
-    });
+    let source = cvss_source(feed, id);
+    let record_cvss = cvss_list(&source, v.get("severity"));
+    let record_severity = severity_word(v.pointer("/database_specific/severity"))
+        .or_else(|| {
+            v.get("severity")
+                .and_then(Value::as_array)
+                .and_then(|a| a.iter().find_map(|s| severity_word(s.get("score"))))
+        })
+        .or_else(|| cvss_severity(&record_cvss));
+    let cwes = strs(v.pointer("/database_specific/cwe_ids"));
+    let str_at = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
     let mut out = Vec::new();
     for a in affected {
         let (Some(eco), Some(name)) = (
@@ -112,7 +223,8 @@ pub fn parse_record(feed: &str, v: &Value) -> Result<Vec<Advisory>, String> {
         ) else {
             return Err(format!("{id}: affected entry without package"));
         };
-        let Some(namespace) = ecosystem_namespace(eco) else {
+        let Some(namespace) = osv_namespace(eco) else {
+            tracing::warn!(feed, id, ecosystem = eco, "skipping unknown OSV ecosystem");
             continue;
         };
         let mut rs = Vec::new();
@@ -136,9 +248,16 @@ pub fn parse_record(feed: &str, v: &Value) -> Result<Vec<Advisory>, String> {
         if rs.is_empty() && versions.is_empty() {
             continue;
         }
+        let mut cvss = cvss_list(&source, a.get("severity"));
+        for c in &record_cvss {
+            if !cvss.contains(c) {
+                cvss.push(c.clone());
+            }
+        }
         let severity = severity_word(a.pointer("/ecosystem_specific/severity"))
             .or_else(|| severity_word(a.pointer("/database_specific/severity")))
             .or(record_severity)
+            .or_else(|| cvss_severity(&cvss))
             .unwrap_or(Severity::Unknown);
         let state = if rs.iter().any(|r| r.fixed.is_some()) {
             FixState::Fixed
@@ -157,17 +276,11 @@ pub fn parse_record(feed: &str, v: &Value) -> Result<Vec<Advisory>, String> {
             versions,
             description: description.clone(),
             urls: urls.clone(),
-            published: v
-                .get("published")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            modified: v
-                .get("modified")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            cvss: Vec::new(),
-            cwes: Vec::new(),
-            withdrawn: false,
+            published: str_at("published"),
+            modified: str_at("modified"),
+            cvss,
+            cwes: cwes.clone(),
+            withdrawn,
             vendor_only: false,
             fix_published: None,
         });

@@ -1,5 +1,7 @@
 #![allow(dead_code)]
 
+pub mod http;
+
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
