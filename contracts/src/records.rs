@@ -893,6 +893,47 @@ pub struct ScanReport {
     pub findings: Vec<Finding>,
     #[serde(default)]
     pub evaluation: Option<Evaluation>,
+    /// The image as analysed: reference, config, layers.
+    #[serde(default)]
+    pub descriptor: Option<ImageDescriptor>,
+    #[serde(default)]
+    pub secrets: Vec<SecretHit>,
+    #[serde(default)]
+    pub users: Vec<User>,
+    #[serde(default)]
+    pub groups: Vec<Group>,
+    /// Files with the setuid or setgid bit.
+    #[serde(default)]
+    pub setuid_files: Vec<FileEntry>,
+    #[serde(default)]
+    pub dockerfile: Option<Dockerfile>,
+    #[serde(default)]
+    pub from_sbom: bool,
+}
+
+impl ScanReport {
+    /// The report's content as an [`Analysis`] (for SBOM export): no file list.
+    pub fn to_analysis(&self) -> Option<Analysis> {
+        let descriptor = self.descriptor.clone()?;
+        Some(Analysis {
+            descriptor,
+            distro: self.distro.clone(),
+            packages: self.packages.clone(),
+            file_count: 0,
+            image_size: 0,
+            analyzed_at: 0,
+            analyzer_version: 0,
+            warnings: Vec::new(),
+            files: self.setuid_files.clone(),
+            users: self.users.clone(),
+            groups: self.groups.clone(),
+            secrets: self.secrets.clone(),
+            retrieved_files: Vec::new(),
+            dockerfile: self.dockerfile.clone(),
+            passwd_present: !self.users.is_empty(),
+            from_sbom: self.from_sbom,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -5,19 +5,34 @@
 use std::collections::BTreeMap;
 
 use packageurl::PackageUrl;
-use vigil_contracts::{Distro, Package, PackageType};
+use vigil_contracts::{Distro, Package};
 use vigil_extract::glob_match;
 
-/// A parse function: path in the image, the file's bytes, the detected distro.
-pub type ParseFn = fn(&str, &[u8], Option<&Distro>) -> Vec<Package>;
+use crate::squash::SquashedFs;
+use crate::{apk, cargo, dotnet, dpkg, golang, npm, php, python, rpm, ruby};
+
+/// What a parse function may look at besides its own file: the whole squashed view
+/// (sibling files such as a dist-info's RECORD) and the detected distro. Never the host.
+#[derive(Clone, Copy)]
+pub struct CatalogCtx<'a> {
+    pub fs: &'a SquashedFs,
+    pub distro: Option<&'a Distro>,
+}
+
+/// A parse function: the context, the path in the image, the file's bytes.
+pub type ParseFn = fn(&CatalogCtx<'_>, &str, &[u8]) -> Vec<Package>;
 
 /// One cataloger.
 pub struct Cataloger {
     pub name: &'static str,
-    /// Paths (exact or simple globs, `*` within one segment) of the files it parses.
+    /// Paths (exact or globs: `*` within one segment, `**` any number of segments) of
+    /// the files it parses.
     pub globs: &'static [&'static str],
     /// Paths matched by `globs` that are not its files.
     pub exclude: &'static [&'static str],
+    /// Reads declared (lock or requirement) files, not installed packages: runs only
+    /// when `AnalyzeOptions::declared_sources` is set (directory scans), as in Syft.
+    pub declared: bool,
     pub parse: ParseFn,
 }
 
@@ -28,25 +43,163 @@ impl Cataloger {
     }
 }
 
+macro_rules! cataloger {
+    ($name:literal, [$($g:literal),* $(,)?], [$($x:literal),* $(,)?], $declared:expr, $parse:path) => {
+        Cataloger { name: $name, globs: &[$($g),*], exclude: &[$($x),*], declared: $declared, parse: $parse }
+    };
+}
+
 /// Every cataloger, in one list.
 pub const CATALOGERS: &[Cataloger] = &[
-    Cataloger {
-        name: "dpkg-db",
-        globs: &["/var/lib/dpkg/status", "/var/lib/dpkg/status.d/*"],
-        exclude: &["/var/lib/dpkg/status.d/*.md5sums"],
-        parse: parse_dpkg,
-    },
-    Cataloger {
-        name: "apk-db",
-        globs: &["/lib/apk/db/installed"],
-        exclude: &[],
-        parse: parse_apk,
-    },
+    cataloger!(
+        "dpkg-db",
+        ["/var/lib/dpkg/status", "/var/lib/dpkg/status.d/*"],
+        ["/var/lib/dpkg/status.d/*.md5sums"],
+        false,
+        dpkg::catalog
+    ),
+    cataloger!("apk-db", ["/lib/apk/db/installed"], [], false, apk::catalog),
+    cataloger!(
+        "rpm-db",
+        [
+            "/var/lib/rpm/Packages",
+            "/var/lib/rpm/Packages.db",
+            "/var/lib/rpm/rpmdb.sqlite",
+            "/usr/lib/sysimage/rpm/Packages",
+            "/usr/lib/sysimage/rpm/Packages.db",
+            "/usr/lib/sysimage/rpm/rpmdb.sqlite",
+        ],
+        [],
+        false,
+        rpm::catalog
+    ),
+    cataloger!(
+        "python-installed",
+        [
+            "/**/*.dist-info/METADATA",
+            "/**/*.egg-info/PKG-INFO",
+            "/**/*.egg-info",
+            "/**/EGG-INFO/PKG-INFO",
+        ],
+        [],
+        false,
+        python::catalog_installed
+    ),
+    cataloger!(
+        "python-lock",
+        ["/**/poetry.lock", "/**/Pipfile.lock", "/**/uv.lock"],
+        [],
+        true,
+        python::catalog_lock
+    ),
+    cataloger!(
+        "python-requirements",
+        ["/**/requirements*.txt"],
+        [],
+        true,
+        python::catalog_requirements
+    ),
+    cataloger!(
+        "javascript-installed",
+        ["/**/package.json"],
+        [],
+        false,
+        npm::catalog_package_json
+    ),
+    cataloger!(
+        "javascript-lock",
+        [
+            "/**/package-lock.json",
+            "/**/yarn.lock",
+            "/**/pnpm-lock.yaml",
+        ],
+        ["/**/node_modules/.package-lock.json"],
+        true,
+        npm::catalog_lock
+    ),
+    cataloger!(
+        "ruby-installed-gemspec",
+        ["/**/specifications/*.gemspec"],
+        [],
+        false,
+        ruby::catalog_gemspec
+    ),
+    cataloger!(
+        "ruby-gemfile-lock",
+        ["/**/Gemfile.lock"],
+        [],
+        true,
+        ruby::catalog_gemfile_lock
+    ),
+    cataloger!(
+        "dotnet-deps",
+        ["/**/*.deps.json"],
+        [],
+        false,
+        dotnet::catalog
+    ),
+    cataloger!(
+        "php-composer-installed",
+        ["/**/vendor/composer/installed.json"],
+        [],
+        false,
+        php::catalog_installed
+    ),
+    cataloger!(
+        "php-composer-lock",
+        ["/**/composer.lock"],
+        [],
+        true,
+        php::catalog_lock
+    ),
+    cataloger!(
+        "go-mod-file",
+        ["/**/go.mod"],
+        [],
+        true,
+        golang::catalog_go_mod
+    ),
+    cataloger!(
+        "rust-cargo-lock",
+        ["/**/Cargo.lock"],
+        [],
+        true,
+        cargo::catalog
+    ),
 ];
+
+/// The capabilities table (Markdown) of [`CATALOGERS`]: what each reads and when it
+/// runs. `CATALOGERS.md` beside the crate is this, checked by a test
+/// (`VIGIL_UPDATE_GOLDEN=1` rewrites it).
+pub fn capabilities_markdown() -> String {
+    let mut s = String::from(
+        "# Catalogers\n\nGenerated from `CATALOGERS` (`processors/analyze/src/catalog.rs`); a test checks it.\n\n| cataloger | reads | excludes | runs for |\n| --- | --- | --- | --- |\n",
+    );
+    let code = |v: &[&str]| {
+        v.iter()
+            .map(|g| format!("`{g}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for c in CATALOGERS {
+        s += &format!(
+            "| {} | {} | {} | {} |\n",
+            c.name,
+            code(c.globs),
+            code(c.exclude),
+            if c.declared {
+                "directory scans (declared sources)"
+            } else {
+                "images and directories"
+            }
+        );
+    }
+    s + "\nAlso in every analysis: packages extract finds while streaming (Go and Rust binaries, Java archives, runtimes), kept where their file survives squashing; CPEs for every package (`cpe.rs`); language packages whose files an OS package owns are dropped (`ownership.rs`).\n"
+}
 
 /// One stanza of a Debian control-style file: fields in order, continuation lines
 /// joined with `\n`.
-fn stanzas(text: &str, sep: char) -> Vec<BTreeMap<String, String>> {
+pub(crate) fn stanzas(text: &str, sep: char) -> Vec<BTreeMap<String, String>> {
     let mut out = Vec::new();
     let mut cur: BTreeMap<String, String> = BTreeMap::new();
     let mut last: Option<String> = None;
@@ -79,7 +232,7 @@ fn stanzas(text: &str, sep: char) -> Vec<BTreeMap<String, String>> {
 }
 
 /// `distro=debian-12` as Syft writes it.
-fn distro_qualifier(d: Option<&Distro>) -> Option<String> {
+pub(crate) fn distro_qualifier(d: Option<&Distro>) -> Option<String> {
     let d = d?;
     Some(match &d.version_id {
         Some(v) => format!("{}-{v}", d.id),
@@ -87,8 +240,9 @@ fn distro_qualifier(d: Option<&Distro>) -> Option<String> {
     })
 }
 
-/// Build a purl; `None` when a part is not representable.
-fn purl(
+/// Build a purl; `None` when a part is not representable. An empty namespace or
+/// version is left out.
+pub(crate) fn purl(
     ty: &str,
     namespace: &str,
     name: &str,
@@ -96,8 +250,12 @@ fn purl(
     qualifiers: &[(&str, Option<String>)],
 ) -> Option<String> {
     let mut p = PackageUrl::new(ty.to_string(), name.to_string()).ok()?;
-    p.with_namespace(namespace.to_string()).ok()?;
-    p.with_version(version.to_string()).ok()?;
+    if !namespace.is_empty() {
+        p.with_namespace(namespace.to_string()).ok()?;
+    }
+    if !version.is_empty() {
+        p.with_version(version.to_string()).ok()?;
+    }
     for (k, v) in qualifiers {
         if let Some(v) = v.as_ref().filter(|v| !v.is_empty()) {
             p.add_qualifier(k.to_string(), v.clone()).ok()?;
@@ -106,117 +264,50 @@ fn purl(
     Some(p.to_string())
 }
 
-/// `Source: name` or `Source: name (version)`.
-fn split_source(s: &str) -> (String, Option<String>) {
-    match s.split_once('(') {
-        Some((n, v)) => (
-            n.trim().to_string(),
-            Some(v.trim_end().trim_end_matches(')').trim().to_string()),
-        ),
-        None => (s.trim().to_string(), None),
+/// [`purl`] without qualifiers.
+pub fn purl_of(ty: &str, namespace: &str, name: &str, version: &str) -> Option<String> {
+    purl(ty, namespace, name, version, &[])
+}
+
+/// The directory part of an absolute path (`/` for top-level entries).
+pub(crate) fn parent(path: &str) -> &str {
+    match path.rsplit_once('/') {
+        Some(("", _)) | None => "/",
+        Some((d, _)) => d,
     }
 }
 
-/// dpkg databases: `/var/lib/dpkg/status` (only packages whose status says the files are
-/// installed: `install ok installed`, also `hold ok installed`) and distroless
-/// `/var/lib/dpkg/status.d/*` (one or more stanzas per file, all installed).
-pub fn parse_dpkg(path: &str, content: &[u8], distro: Option<&Distro>) -> Vec<Package> {
-    let text = String::from_utf8_lossy(content);
-    let is_status_d = path != "/var/lib/dpkg/status";
-    let namespace = distro.map(|d| d.id.as_str()).unwrap_or("debian");
-    stanzas(&text, ':')
-        .into_iter()
-        .filter_map(|m| {
-            let name = m.get("Package")?.clone();
-            let version = m.get("Version")?.clone();
-            if !is_status_d {
-                let status = m.get("Status")?;
-                if status.split_whitespace().nth(2) != Some("installed") {
-                    return None;
-                }
-            }
-            let (source_name, source_version) = match m.get("Source") {
-                Some(s) => {
-                    let (n, v) = split_source(s);
-                    (Some(n), Some(v.unwrap_or_else(|| version.clone())))
-                }
-                None => (None, None),
-            };
-            let arch = m.get("Architecture").cloned();
-            let upstream =
-                source_name.as_ref().filter(|s| **s != name).map(|s| {
-                    match source_version.as_ref().filter(|v| **v != version) {
-                        Some(v) => format!("{s}@{v}"),
-                        None => s.clone(),
-                    }
-                });
-            Some(Package {
-                purl: purl(
-                    "deb",
-                    namespace,
-                    &name,
-                    &version,
-                    &[
-                        ("arch", arch.clone()),
-                        ("upstream", upstream),
-                        ("distro", distro_qualifier(distro)),
-                    ],
-                ),
-                name,
-                version,
-                kind: PackageType::Deb,
-                arch,
-                source_name,
-                source_version,
-                licenses: vec![],
-                locations: vec![path.to_string()],
-                cpes: Vec::new(),
-                files: Vec::new(),
-                metadata: Default::default(),
-                found_by: None,
-            })
-        })
-        .collect()
+/// Join a relative path (may hold `..`) onto an absolute directory, normalised.
+pub(crate) fn join(dir: &str, rel: &str) -> String {
+    if rel.starts_with('/') {
+        return vigil_extract::normalize(rel).0;
+    }
+    vigil_extract::normalize(&format!("{dir}/{rel}")).0
 }
 
-/// The apk database `/lib/apk/db/installed`: `P` name, `V` version, `A` arch,
-/// `o` origin (source package), `L` license.
-pub fn parse_apk(path: &str, content: &[u8], distro: Option<&Distro>) -> Vec<Package> {
-    let text = String::from_utf8_lossy(content);
-    stanzas(&text, ':')
-        .into_iter()
-        .filter_map(|m| {
-            let name = m.get("P")?.clone();
-            let version = m.get("V")?.clone();
-            let arch = m.get("A").cloned();
-            let origin = m.get("o").cloned();
-            let upstream = origin.clone().filter(|o| *o != name);
-            Some(Package {
-                purl: purl(
-                    "apk",
-                    distro.map(|d| d.id.as_str()).unwrap_or("alpine"),
-                    &name,
-                    &version,
-                    &[
-                        ("arch", arch.clone()),
-                        ("upstream", upstream),
-                        ("distro", distro_qualifier(distro)),
-                    ],
-                ),
-                name,
-                version,
-                kind: PackageType::Apk,
-                arch,
-                source_name: origin,
-                source_version: None,
-                // An SPDX expression or a list as written: kept whole.
-                licenses: m.get("L").map(|l| vec![l.clone()]).unwrap_or_default(),
-                locations: vec![path.to_string()],
-                cpes: Vec::new(),
-                files: Vec::new(),
-                metadata: Default::default(),
-                found_by: None,
-            })
-        })
-        .collect()
+/// A package with its location and the cataloger-independent fields filled.
+pub(crate) fn pkg(
+    name: &str,
+    version: &str,
+    kind: vigil_contracts::PackageType,
+    location: &str,
+    purl: Option<String>,
+) -> Package {
+    let mut p = Package::new(name, version, kind);
+    p.locations = vec![location.to_string()];
+    p.purl = purl;
+    p
+}
+
+pub use crate::apk::parse_apk;
+pub use crate::dpkg::parse_dpkg;
+
+/// An empty context for parser unit tests.
+#[cfg(test)]
+pub(crate) fn tests_ctx() -> CatalogCtx<'static> {
+    static FS: std::sync::OnceLock<SquashedFs> = std::sync::OnceLock::new();
+    CatalogCtx {
+        fs: FS.get_or_init(SquashedFs::default),
+        distro: None,
+    }
 }

@@ -1,40 +1,136 @@
 //! vigil analyze stage: squash the layer indexes in order (whiteouts, opaque dirs),
 //! detect the distro, run the catalogers and store the [`Analysis`]. Everything but the
-//! stage itself is a pure function of the layer indexes.
+//! stage itself is a pure function of the layer indexes: no cataloger does I/O, each
+//! reads only the squashed view ([`SquashedFs`]), so each can be tested and fuzzed alone.
 //!
-//! * [`squash`]: the squashed view, with symlink resolution inside the image.
+//! * [`squash`]: the squashed view, with symlink resolution inside the image; stream
+//!   packages and secrets of extract survive only where their file does.
 //! * [`detect_distro`]: os-release and the older release files.
-//! * [`CATALOGERS`]: the package catalogers (dpkg, apk) in one list.
-//! * [`analyze`]: all of it, as the stage and `vigil scan` run it.
+//! * [`CATALOGERS`]: every package cataloger (glob → parse function) in one list, one
+//!   module per ecosystem: [`dpkg`], [`apk`], [`rpm`], [`python`], [`npm`], [`ruby`],
+//!   [`dotnet`], [`php`], [`golang`], [`cargo`]; [`cpe`] and purls for all;
+//!   [`ownership`] drops language packages an OS package owns.
+//! * [`content`]: users, groups, retrieved files; [`dockerfile`]: guessed or actual.
+//! * [`analyze_with`]: all of it, as the stage and `vigil scan` run it.
+//!
+//! ```
+//! use vigil_analyze::{catalog_with, AnalyzeOptions, SquashedFs};
+//! let mut fs = SquashedFs::default();
+//! fs.files.insert(
+//!     "/app/node_modules/lodash/package.json".into(),
+//!     br#"{"name":"lodash","version":"4.17.15"}"#.to_vec(),
+//! );
+//! let p = catalog_with(&fs, None, &AnalyzeOptions::default());
+//! assert_eq!(p[0].purl.as_deref(), Some("pkg:npm/lodash@4.17.15"));
+//! ```
 
+pub mod apk;
+pub mod cargo;
 pub mod catalog;
+pub mod content;
+pub mod cpe;
 pub mod distro;
+pub mod dockerfile;
+pub mod dotnet;
+pub mod dpkg;
+pub mod golang;
+pub mod npm;
+pub mod ownership;
+pub mod php;
+pub mod python;
+pub mod rpm;
+pub mod ruby;
 pub mod squash;
 
 use async_trait::async_trait;
 use tracing::Instrument;
 use vigil_contracts::{
     codec, Analysis, AnalyzedImage, ExtractedImage, FailureKind, ImageDescriptor, LayerIndex,
-    Package, StageName, Subject, UnixMillis,
+    Package, SourceKind, StageName, Subject, UnixMillis,
 };
 use vigil_runtime::{Outgoing, Stage, StageError};
 use vigil_store::Store;
 
-pub use catalog::{parse_apk, parse_dpkg, Cataloger, CATALOGERS};
+pub use catalog::{parse_apk, parse_dpkg, CatalogCtx, Cataloger, CATALOGERS};
 pub use distro::{detect_distro, parse_os_release};
 pub use squash::{squash, Resolved, SquashedFs, MAX_LINK_HOPS};
 
 /// Version of the analysis; stored with each [`Analysis`].
-pub const ANALYZER_VERSION: u32 = 1;
+pub const ANALYZER_VERSION: u32 = 2;
+
+/// What an analysis includes beyond the installed packages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AnalyzeOptions {
+    /// Run the declared-source catalogers (lock and requirement files: `python-lock`,
+    /// `javascript-lock`, `go-mod-file`, …). Syft runs them for directory scans only:
+    /// true for `dir:` sources.
+    pub declared_sources: bool,
+    /// Paths whose kept bytes are stored as `retrieved_files` (extract must keep them:
+    /// see `vigil_extract::KEEP_RULES`).
+    pub retrieve_paths: Vec<String>,
+    /// Most bytes stored of one retrieved file.
+    pub retrieve_max_bytes: usize,
+    /// The Dockerfile supplied with the request (`RequestContext::dockerfile`).
+    pub actual_dockerfile: Option<String>,
+}
+
+impl Default for AnalyzeOptions {
+    fn default() -> Self {
+        AnalyzeOptions {
+            declared_sources: false,
+            retrieve_paths: vec!["/etc/passwd".into()],
+            retrieve_max_bytes: 1 << 20,
+            actual_dockerfile: None,
+        }
+    }
+}
+
+impl AnalyzeOptions {
+    /// The defaults for an image: declared sources for `dir:` sources only.
+    pub fn for_descriptor(d: &ImageDescriptor) -> Self {
+        AnalyzeOptions {
+            declared_sources: d.image.source_kind == SourceKind::Dir,
+            ..Default::default()
+        }
+    }
+}
 
 /// Run every cataloger over the squashed view. Pure.
 pub fn catalog(fs: &SquashedFs, distro: Option<&vigil_contracts::Distro>) -> Vec<Package> {
+    catalog_with(fs, distro, &AnalyzeOptions::default())
+}
+
+/// Run the catalogers the options ask for, add extract's stream packages, drop the
+/// language packages OS packages own, fill purls' companions (CPEs) and sort. Pure.
+pub fn catalog_with(
+    fs: &SquashedFs,
+    distro: Option<&vigil_contracts::Distro>,
+    opts: &AnalyzeOptions,
+) -> Vec<Package> {
+    let ctx = CatalogCtx { fs, distro };
     let mut packages = Vec::new();
     for c in CATALOGERS {
+        if c.declared && !opts.declared_sources {
+            continue;
+        }
         for (path, content) in &fs.files {
             if c.matches(path) {
-                packages.extend((c.parse)(path, content, distro));
+                let mut found = (c.parse)(&ctx, path, content);
+                for p in &mut found {
+                    p.found_by.get_or_insert_with(|| c.name.to_string());
+                }
+                packages.extend(found);
             }
+        }
+    }
+    packages.extend(fs.stream_packages.iter().cloned());
+    ownership::drop_owned(&mut packages);
+    for p in &mut packages {
+        if p.purl.is_none() {
+            p.purl = default_purl(p);
+        }
+        if p.cpes.is_empty() {
+            p.cpes = cpe::generate(p);
         }
     }
     packages.sort_by(|a, b| {
@@ -49,6 +145,35 @@ pub fn catalog(fs: &SquashedFs, distro: Option<&vigil_contracts::Distro>) -> Vec
     packages
 }
 
+/// A purl for a package that came without one (extract's stream packages): by type,
+/// from the name and the `group_id`/`artifact_id` metadata of Java archives.
+fn default_purl(p: &Package) -> Option<String> {
+    use vigil_contracts::PackageType as T;
+    let (n, v) = (p.name.as_str(), p.version.as_str());
+    match p.kind {
+        T::GoModule => golang::go_purl(n, v),
+        T::JavaArchive => {
+            let artifact = p
+                .metadata
+                .get("artifact_id")
+                .map(String::as_str)
+                .unwrap_or(n);
+            let group = p.metadata.get("group_id").map(String::as_str).unwrap_or("");
+            catalog::purl_of("maven", group, artifact, v)
+        }
+        T::RustCrate => catalog::purl_of("cargo", "", n, v),
+        T::Npm => npm::npm_purl(n, v),
+        T::Python => catalog::purl_of("pypi", "", &python::normalize_name(n), v),
+        T::Gem => catalog::purl_of("gem", "", n, v),
+        T::Dotnet => catalog::purl_of("nuget", "", n, v),
+        T::Php => {
+            let (ns, name) = n.split_once('/').unwrap_or(("", n));
+            catalog::purl_of("composer", ns, name, v)
+        }
+        T::Binary | T::Deb | T::Apk | T::Rpm => catalog::purl_of("generic", "", n, v),
+    }
+}
+
 /// Analyse an image from its layer indexes (bottom layer first), stamped now.
 pub fn analyze(descriptor: &ImageDescriptor, indexes: &[LayerIndex]) -> Analysis {
     analyze_at(descriptor, indexes, vigil_runtime::now_millis())
@@ -60,10 +185,44 @@ pub fn analyze_at(
     indexes: &[LayerIndex],
     analyzed_at: UnixMillis,
 ) -> Analysis {
+    analyze_with(
+        descriptor,
+        indexes,
+        &AnalyzeOptions::for_descriptor(descriptor),
+        analyzed_at,
+    )
+}
+
+/// The whole analysis with explicit options. Pure.
+pub fn analyze_with(
+    descriptor: &ImageDescriptor,
+    indexes: &[LayerIndex],
+    opts: &AnalyzeOptions,
+    analyzed_at: UnixMillis,
+) -> Analysis {
     let fs = squash(indexes);
     let mut warnings = fs.warnings.clone();
     let distro = detect_distro(&fs, &mut warnings);
-    let packages = catalog(&fs, distro.as_ref());
+    let packages = catalog_with(&fs, distro.as_ref(), opts);
+    for t in &fs.truncated {
+        if CATALOGERS.iter().any(|c| c.matches(t)) {
+            warnings.push(format!(
+                "{t}: cut at extract's keep cap; packages in it may be missing"
+            ));
+        }
+    }
+    let passwd = fs.read_file("/etc/passwd", &mut warnings);
+    let users = passwd
+        .map(|b| content::parse_passwd(&String::from_utf8_lossy(b)))
+        .unwrap_or_default();
+    let groups = fs
+        .read_file("/etc/group", &mut warnings)
+        .map(|b| content::parse_group(&String::from_utf8_lossy(b)))
+        .unwrap_or_default();
+    let dockerfile = match &opts.actual_dockerfile {
+        Some(t) => Some(dockerfile::actual(t)),
+        None => dockerfile::guessed(&descriptor.config.history),
+    };
     Analysis {
         descriptor: descriptor.clone(),
         distro,
@@ -73,13 +232,13 @@ pub fn analyze_at(
         analyzed_at,
         analyzer_version: ANALYZER_VERSION,
         warnings,
-        files: Vec::new(),
-        users: Vec::new(),
-        groups: Vec::new(),
-        secrets: Vec::new(),
-        retrieved_files: Vec::new(),
-        dockerfile: None,
-        passwd_present: false,
+        files: fs.entries.values().cloned().collect(),
+        passwd_present: passwd.is_some(),
+        users,
+        groups,
+        secrets: fs.secrets.clone(),
+        retrieved_files: content::retrieve(&fs, &opts.retrieve_paths, opts.retrieve_max_bytes),
+        dockerfile,
         from_sbom: false,
     }
 }
@@ -131,7 +290,16 @@ impl Stage for AnalyzeStage {
             }
             let started = std::time::Instant::now();
             // Squashing and parsing are in-memory and take milliseconds.
-            let a = analyze(&msg.descriptor, &indexes);
+            let opts = AnalyzeOptions {
+                actual_dockerfile: msg.request.dockerfile.clone(),
+                ..AnalyzeOptions::for_descriptor(&msg.descriptor)
+            };
+            let a = analyze_with(
+                &msg.descriptor,
+                &indexes,
+                &opts,
+                vigil_runtime::now_millis(),
+            );
             tracing::info!(
                 packages = a.packages.len(),
                 files = a.file_count,

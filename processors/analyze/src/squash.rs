@@ -1,8 +1,8 @@
 //! Squash layer indexes into the file system a container would see.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use vigil_contracts::{EntryKind, FileEntry, LayerIndex};
+use vigil_contracts::{EntryKind, FileEntry, LayerIndex, Package, SecretHit};
 use vigil_extract::normalize;
 
 /// Most symlinks followed while resolving one path (as Linux's `MAXSYMLINKS`).
@@ -14,7 +14,29 @@ pub struct SquashedFs {
     pub entries: BTreeMap<String, FileEntry>,
     /// Bytes of the kept files (see `vigil_extract::KEEP_RULES`) that survived squashing.
     pub files: BTreeMap<String, Vec<u8>>,
+    /// Kept files whose bytes extract cut at its cap.
+    pub truncated: BTreeSet<String>,
+    /// Packages extract found while streaming (binaries, archives) whose file is still
+    /// there in the squashed view: a whiteout or an upper layer's file at the same path
+    /// drops the lower layer's record.
+    pub stream_packages: Vec<Package>,
+    /// Secrets extract found, on the same terms.
+    pub secrets: Vec<SecretHit>,
     pub warnings: Vec<String>,
+}
+
+/// Records of one layer that live and die with a path (stream packages, secrets).
+#[derive(Default)]
+struct ByPath {
+    packages: BTreeMap<String, Vec<Package>>,
+    secrets: BTreeMap<String, Vec<SecretHit>>,
+}
+
+impl ByPath {
+    fn remove(&mut self, path: &str, keep_self: bool) {
+        remove_tree(&mut self.packages, path, keep_self);
+        remove_tree(&mut self.secrets, path, keep_self);
+    }
 }
 
 /// Remove `path`'s descendants (and `path` itself unless `keep_self`).
@@ -42,6 +64,7 @@ fn remove_tree<V>(m: &mut BTreeMap<String, V>, path: &str, keep_self: bool) {
 /// lower layers' children of that directory but keeps its own layer's entries.
 pub fn squash(indexes: &[LayerIndex]) -> SquashedFs {
     let mut fs = SquashedFs::default();
+    let mut by_path = ByPath::default();
     for idx in indexes {
         // Whiteouts and opaque markers apply to the lower layers only, so they go first:
         // an entry of the same layer under an opaque directory survives.
@@ -50,10 +73,12 @@ pub fn squash(indexes: &[LayerIndex]) -> SquashedFs {
                 EntryKind::Opaque => {
                     remove_tree(&mut fs.entries, &e.path, true);
                     remove_tree(&mut fs.files, &e.path, true);
+                    by_path.remove(&e.path, true);
                 }
                 EntryKind::Whiteout => {
                     remove_tree(&mut fs.entries, &e.path, false);
                     remove_tree(&mut fs.files, &e.path, false);
+                    by_path.remove(&e.path, false);
                 }
                 _ => {}
             }
@@ -69,6 +94,8 @@ pub fn squash(indexes: &[LayerIndex]) -> SquashedFs {
                         .is_some_and(|l| l.kind != EntryKind::Dir)
                     {
                         fs.files.remove(&e.path);
+                        by_path.packages.remove(&e.path);
+                        by_path.secrets.remove(&e.path);
                     }
                     fs.entries.insert(e.path.clone(), e.clone());
                 }
@@ -76,15 +103,54 @@ pub fn squash(indexes: &[LayerIndex]) -> SquashedFs {
                     // Anything else replaces what was there, a lower directory with its contents.
                     remove_tree(&mut fs.entries, &e.path, true);
                     remove_tree(&mut fs.files, &e.path, false);
+                    by_path.remove(&e.path, false);
                     fs.entries.insert(e.path.clone(), e.clone());
                 }
             }
         }
         for k in &idx.kept {
             fs.files.insert(k.path.clone(), k.content.clone());
+            if k.truncated {
+                fs.truncated.insert(k.path.clone());
+            } else {
+                fs.truncated.remove(&k.path);
+            }
+        }
+        for p in &idx.packages {
+            match p.locations.first() {
+                Some(at) => by_path
+                    .packages
+                    .entry(at.clone())
+                    .or_default()
+                    .push(p.clone()),
+                None => fs.warnings.push(format!(
+                    "{}: package {} without a location dropped",
+                    idx.layer_digest, p.name
+                )),
+            }
+        }
+        for s in &idx.secrets {
+            by_path
+                .secrets
+                .entry(s.path.clone())
+                .or_default()
+                .push(s.clone());
         }
         fs.warnings.extend(idx.warnings.iter().cloned());
     }
+    // A record whose layer did not list its path is kept only if the path exists.
+    fs.stream_packages = by_path
+        .packages
+        .into_iter()
+        .filter(|(p, _)| fs.entries.contains_key(p))
+        .flat_map(|(_, v)| v)
+        .collect();
+    fs.secrets = by_path
+        .secrets
+        .into_iter()
+        .filter(|(p, _)| fs.entries.contains_key(p))
+        .flat_map(|(_, v)| v)
+        .collect();
     fs
 }
 

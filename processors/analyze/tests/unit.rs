@@ -307,6 +307,7 @@ fn distroless_status_d() {
         Some("pkg:deb/debian/libc6@2.36-9%2Bdeb12u4?arch=amd64&distro=debian-12&upstream=glibc")
     );
     assert_eq!(a.packages[1].source_name, None);
+    assert_eq!(a.packages[1].files, ["/usr/share/zoneinfo/UTC"]);
     assert_eq!((a.analyzed_at, a.file_count, a.image_size), (7, 4, 10));
 }
 
@@ -356,5 +357,304 @@ fn descriptor() -> ImageDescriptor {
             size: 1,
             compression: Compression::Gzip,
         }],
+    }
+}
+
+fn stream_pkg(name: &str, path: &str) -> vigil_contracts::Package {
+    let mut p = vigil_contracts::Package::new(name, "1.0.0", PackageType::GoModule);
+    p.locations = vec![path.into()];
+    p.found_by = Some("go-binary".into());
+    p
+}
+
+fn secret(path: &str, rule: &str) -> vigil_contracts::SecretHit {
+    vigil_contracts::SecretHit {
+        path: path.into(),
+        rule: rule.into(),
+        line: 1,
+    }
+}
+
+#[test]
+fn stream_packages_and_secrets_live_only_where_their_file_does() {
+    let mut l1 = layer(
+        vec![
+            d("/usr"),
+            f("/usr/bin/a"),
+            f("/usr/bin/b"),
+            f("/opt/s"),
+            f("/opt/c/x"),
+        ],
+        &[],
+    );
+    l1.packages = vec![
+        stream_pkg("example.com/a", "/usr/bin/a"),
+        stream_pkg("example.com/b", "/usr/bin/b"),
+        stream_pkg("example.com/x", "/opt/c/x"),
+    ];
+    l1.secrets = vec![
+        secret("/opt/s", "aws-access-key-id"),
+        secret("/usr/bin/b", "private-key"),
+    ];
+    let mut l2 = layer(
+        vec![
+            e("/usr/bin/b", EntryKind::Whiteout, None),
+            f("/usr/bin/a"),
+            e("/opt/c", EntryKind::Opaque, None),
+        ],
+        &[],
+    );
+    // The upper layer's own record of /usr/bin/a wins; a record for a path no layer
+    // has is dropped.
+    l2.packages = vec![
+        stream_pkg("example.com/a2", "/usr/bin/a"),
+        stream_pkg("ghost", "/nowhere"),
+    ];
+    let fs = squash(&[l1, l2]);
+    let names: Vec<_> = fs.stream_packages.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["example.com/a2"]);
+    assert_eq!(fs.secrets, [secret("/opt/s", "aws-access-key-id")]);
+    let a = analyze_at(
+        &descriptor(),
+        &[layer(vec![f("/usr/bin/a")], &[]), {
+            let mut l = layer(vec![f("/usr/bin/a")], &[]);
+            l.packages = vec![stream_pkg("github.com/evanw/esbuild", "/usr/bin/a")];
+            l.secrets = vec![secret("/usr/bin/a", "github-pat")];
+            l
+        }],
+        1,
+    );
+    assert_eq!(a.packages.len(), 1);
+    assert_eq!(a.packages[0].found_by.as_deref(), Some("go-binary"));
+    assert_eq!(
+        a.packages[0].purl.as_deref(),
+        Some("pkg:golang/github.com/evanw/esbuild@1.0.0")
+    );
+    assert_eq!(
+        a.packages[0].cpes[0],
+        "cpe:2.3:a:evanw:esbuild:1.0.0:*:*:*:*:*:*:*"
+    );
+    assert_eq!(a.secrets.len(), 1);
+}
+
+const METADATA: &str = "Metadata-Version: 2.1\nName: Six\nVersion: 1.16.0\nLicense: MIT\nClassifier: License :: OSI Approved :: MIT License\n\nSix is a Python 2 and 3 compatibility library.\nName: not-a-header\n";
+
+#[test]
+fn python_dist_info_egg_info_and_ownership_by_dpkg() {
+    let site = "/usr/local/lib/python3.11/site-packages";
+    let dist = "/usr/lib/python3/dist-packages";
+    let record = "six.py,sha256=abc,100\nsix-1.16.0.dist-info/METADATA,,\n\"six-1.16.0.dist-info/RE,CORD\",,\n../../../bin/six-tool,sha256=x,1\n";
+    let status = "Package: python3-six\nStatus: install ok installed\nVersion: 1.16.0-4\nArchitecture: all\n\n";
+    let list = format!("/.\n/usr\n/usr/lib/python3/dist-packages/six-1.16.0.egg-info\n{dist}/six-1.16.0.egg-info/PKG-INFO\n{dist}/six-1.16.0.egg-info/top_level.txt\n{dist}/six.py\n");
+    let egg_file = "Metadata-Version: 1.0\nName: legacy\nVersion: 0.1\n";
+    let l = layer(
+        vec![
+            d(&format!("{site}/six-1.16.0.dist-info")),
+            f(&format!("{site}/six-1.16.0.dist-info/METADATA")),
+            f(&format!("{site}/six-1.16.0.dist-info/RECORD")),
+            d("/usr/lib/python3/dist-packages/six-1.16.0.egg-info"),
+            f(&format!("{dist}/six-1.16.0.egg-info/PKG-INFO")),
+            f(&format!("{dist}/six-1.16.0.egg-info/top_level.txt")),
+            f(&format!("{dist}/legacy-0.1.egg-info")),
+            f("/var/lib/dpkg/status"),
+            f("/var/lib/dpkg/info/python3-six.list"),
+        ],
+        &[
+            (&format!("{site}/six-1.16.0.dist-info/METADATA"), METADATA),
+            (&format!("{site}/six-1.16.0.dist-info/RECORD"), record),
+            (&format!("{dist}/six-1.16.0.egg-info/PKG-INFO"), METADATA),
+            (
+                &format!("{dist}/six-1.16.0.egg-info/top_level.txt"),
+                "six\n",
+            ),
+            (&format!("{dist}/legacy-0.1.egg-info"), egg_file),
+            ("/var/lib/dpkg/status", status),
+            ("/var/lib/dpkg/info/python3-six.list", &list),
+        ],
+    );
+    for (p, _) in l.kept.iter().map(|k| (&k.path, ())) {
+        assert!(vigil_extract::wanted(p), "{p} is not kept by extract");
+    }
+    let a = analyze_at(&descriptor(), &[l], 1);
+    let py: Vec<_> = a
+        .packages
+        .iter()
+        .filter(|p| p.kind == PackageType::Python)
+        .map(|p| (p.name.as_str(), p.version.as_str(), p.locations[0].as_str()))
+        .collect();
+    // The dist-packages egg-info belongs to python3-six: reported once, as the deb.
+    assert_eq!(
+        py,
+        [
+            (
+                "Six",
+                "1.16.0",
+                "/usr/local/lib/python3.11/site-packages/six-1.16.0.dist-info/METADATA"
+            ),
+            (
+                "legacy",
+                "0.1",
+                "/usr/lib/python3/dist-packages/legacy-0.1.egg-info"
+            ),
+        ]
+    );
+    let six = a.packages.iter().find(|p| p.name == "Six").unwrap();
+    assert_eq!(six.licenses, ["MIT"]);
+    assert_eq!(six.purl.as_deref(), Some("pkg:pypi/six@1.16.0"));
+    assert_eq!(
+        six.files,
+        [
+            "/usr/local/bin/six-tool",
+            "/usr/local/lib/python3.11/site-packages/six-1.16.0.dist-info/METADATA",
+            "/usr/local/lib/python3.11/site-packages/six-1.16.0.dist-info/RE,CORD",
+            "/usr/local/lib/python3.11/site-packages/six.py",
+        ]
+    );
+    let deb = a.packages.iter().find(|p| p.name == "python3-six").unwrap();
+    assert_eq!(
+        deb.files.len(),
+        3,
+        "directories are left out: {:?}",
+        deb.files
+    );
+}
+
+#[test]
+fn declared_catalogers_run_only_when_asked() {
+    let l = layer(
+        vec![
+            f("/src/Cargo.lock"),
+            f("/src/go.mod"),
+            f("/src/poetry.lock"),
+        ],
+        &[
+            (
+                "/src/Cargo.lock",
+                "version = 3\n[[package]]\nname = \"serde\"\nversion = \"1.0.0\"\n",
+            ),
+            ("/src/go.mod", "module x\nrequire golang.org/x/net v0.7.0\n"),
+            (
+                "/src/poetry.lock",
+                "[[package]]\nname = \"requests\"\nversion = \"2.31.0\"\n",
+            ),
+        ],
+    );
+    let mut desc = descriptor();
+    desc.image.source_kind = SourceKind::OciDir;
+    assert!(analyze_at(&desc, std::slice::from_ref(&l), 1)
+        .packages
+        .is_empty());
+    desc.image.source_kind = SourceKind::Dir;
+    let a = analyze_at(&desc, &[l], 1);
+    let by: Vec<_> = a
+        .packages
+        .iter()
+        .map(|p| (p.found_by.as_deref().unwrap(), p.purl.as_deref().unwrap()))
+        .collect();
+    assert_eq!(
+        by,
+        [
+            ("python-lock", "pkg:pypi/requests@2.31.0"),
+            ("go-mod-file", "pkg:golang/golang.org/x/net@v0.7.0"),
+            ("rust-cargo-lock", "pkg:cargo/serde@1.0.0"),
+        ]
+    );
+}
+
+#[test]
+fn files_users_retrieved_and_the_actual_dockerfile() {
+    let mut hashed = f("/etc/passwd");
+    hashed.sha256 = Some("ab".repeat(32));
+    let passwd = "root:x:0:0:root:/root:/bin/bash\n";
+    let l = layer(
+        vec![d("/etc"), hashed, f("/etc/group")],
+        &[("/etc/passwd", passwd), ("/etc/group", "root:x:0:\n")],
+    );
+    let opts = vigil_analyze::AnalyzeOptions {
+        retrieve_paths: vec![
+            "/etc/passwd".into(),
+            "/etc/group".into(),
+            "/etc/shadow".into(),
+        ],
+        retrieve_max_bytes: 10,
+        actual_dockerfile: Some("FROM scratch\nUSER 1000\n".into()),
+        ..Default::default()
+    };
+    let mut desc = descriptor();
+    desc.config.history = vec![vigil_contracts::HistoryEntry {
+        created_by: Some("/bin/sh -c #(nop) CMD [\"sh\"]".into()),
+        ..Default::default()
+    }];
+    let a = vigil_analyze::analyze_with(&desc, std::slice::from_ref(&l), &opts, 1);
+    let files: Vec<_> = a.files.iter().map(|f| f.path.as_str()).collect();
+    assert_eq!(files, ["/etc", "/etc/group", "/etc/passwd"]);
+    assert_eq!(a.files[2].sha256.as_deref(), Some("ab".repeat(32).as_str()));
+    assert!(a.passwd_present);
+    assert_eq!(a.users[0].name, "root");
+    assert_eq!(a.groups[0].name, "root");
+    assert_eq!(a.retrieved_files.len(), 2);
+    assert_eq!(a.retrieved_files[0].content, b"root:x:0:0");
+    assert!(a.retrieved_files[0].truncated);
+    assert!(!a.retrieved_files[1].truncated);
+    let d = a.dockerfile.unwrap();
+    assert_eq!(d.mode, vigil_contracts::DockerfileMode::Actual);
+    assert_eq!(d.instructions[1].instruction, "USER");
+    // Without one supplied: guessed from the history.
+    let g = analyze_at(&desc, &[l], 1).dockerfile.unwrap();
+    assert_eq!(
+        (g.mode, g.text.as_str()),
+        (vigil_contracts::DockerfileMode::Guessed, "CMD [\"sh\"]\n")
+    );
+}
+
+#[test]
+fn capabilities_table_is_up_to_date() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("CATALOGERS.md");
+    let want = vigil_analyze::catalog::capabilities_markdown();
+    if std::env::var_os("VIGIL_UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &want).unwrap();
+    }
+    let have = std::fs::read_to_string(&path).unwrap_or_default();
+    assert_eq!(
+        have, want,
+        "CATALOGERS.md is stale: rerun with VIGIL_UPDATE_GOLDEN=1"
+    );
+}
+
+#[test]
+fn hostile_inputs_never_panic_in_any_cataloger() {
+    let deep_json = "[".repeat(200_000);
+    let deep_toml = format!("[[package]]\nname = {}", "[".repeat(200_000));
+    let big = format!(
+        "{{\"name\":\"x\",\"version\":\"1\",\"description\":\"{}\"}}",
+        "a".repeat(8 << 20)
+    );
+    let inputs: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![0xff, 0xfe, 0x00, 0x80, b'\n', b':'],
+        deep_json.into_bytes(),
+        deep_toml.into_bytes(),
+        big.into_bytes(),
+        b"Name: \xff\xfe\nVersion: 1\n".to_vec(),
+        b"P:\nV:\nF:../../..\nR:../../etc/passwd\n".to_vec(),
+        b"  /a/:\n  '@':\n  /@/x:\npackages:\n  :\n  '':\n".to_vec(),
+        b"GEM\n  specs:\n    (\n    x (\n".to_vec(),
+        b"SQLite format 3\0garbage".to_vec(),
+        [&0x061561u32.to_le_bytes()[..], &[0u8; 60][..]].concat(),
+        b"RpmP\0\0\0\0\0\0\0\0\xff\xff\xff\xff".to_vec(),
+    ];
+    let fs = vigil_analyze::SquashedFs::default();
+    let ctx = vigil_analyze::CatalogCtx {
+        fs: &fs,
+        distro: None,
+    };
+    for c in CATALOGERS {
+        let path = c.globs[0].replace("**", "x").replace('*', "x");
+        for i in &inputs {
+            let _ = (c.parse)(&ctx, &path, i);
+            for cut in [1, 7, i.len() / 2] {
+                let _ = (c.parse)(&ctx, &path, &i[..cut.min(i.len())]);
+            }
+        }
     }
 }

@@ -2,8 +2,9 @@
 //! of files whose bytes analysis needs. Nothing here ever touches the host file system.
 
 /// Files whose bytes are kept in the layer index for analysis, as exact paths or
-/// simple globs (`*` matches within one path segment). The one place to extend when a
-/// cataloger needs another file.
+/// globs (`*` matches within one path segment, a whole `**` segment matches any number
+/// of segments, none included). The one place to extend when a cataloger needs another
+/// file.
 pub const KEEP_RULES: &[&str] = &[
     "/etc/os-release",
     "/usr/lib/os-release",
@@ -14,27 +15,88 @@ pub const KEEP_RULES: &[&str] = &[
     "/etc/system-release",
     "/var/lib/dpkg/status",
     "/var/lib/dpkg/status.d/*",
+    "/var/lib/dpkg/info/*.list",
+    "/usr/share/doc/*/copyright",
     "/lib/apk/db/installed",
+    "/var/lib/rpm/Packages",
+    "/var/lib/rpm/Packages.db",
+    "/var/lib/rpm/rpmdb.sqlite",
+    "/usr/lib/sysimage/rpm/Packages",
+    "/usr/lib/sysimage/rpm/Packages.db",
+    "/usr/lib/sysimage/rpm/rpmdb.sqlite",
     "/etc/passwd",
     "/etc/group",
+    // Python: installed metadata and declared sources.
+    "/**/*.dist-info/METADATA",
+    "/**/*.dist-info/RECORD",
+    "/**/*.dist-info/top_level.txt",
+    "/**/*.egg-info",
+    "/**/*.egg-info/PKG-INFO",
+    "/**/*.egg-info/installed-files.txt",
+    "/**/*.egg-info/top_level.txt",
+    "/**/EGG-INFO/PKG-INFO",
+    "/**/poetry.lock",
+    "/**/Pipfile.lock",
+    "/**/requirements*.txt",
+    "/**/uv.lock",
+    // JavaScript.
+    "/**/package.json",
+    "/**/package-lock.json",
+    "/**/yarn.lock",
+    "/**/pnpm-lock.yaml",
+    // Ruby, .NET, PHP, Go, Rust.
+    "/**/specifications/*.gemspec",
+    "/**/Gemfile.lock",
+    "/**/*.deps.json",
+    "/**/vendor/composer/installed.json",
+    "/**/composer.lock",
+    "/**/go.mod",
+    "/**/go.sum",
+    "/**/Cargo.lock",
 ];
 
 /// Whether the bytes of `path` (normalised) are kept for analysis.
 pub fn wanted(path: &str) -> bool {
-    KEEP_RULES.iter().any(|r| glob_match(r, path))
+    // Runs for every tar entry: compare the file names first, without allocating.
+    let name = path.rsplit('/').next().unwrap_or("");
+    KEEP_RULES.iter().any(|r| {
+        let last = r.rsplit('/').next().unwrap_or("");
+        (last == "**" || segment_match(last.as_bytes(), name.as_bytes())) && glob_match(r, path)
+    })
 }
 
-/// Match an absolute path against a simple glob: segments compare one to one, and `*`
-/// within a segment matches any run of characters other than `/`.
+/// Match an absolute path against a glob: segments compare one to one, `*` within a
+/// segment matches any run of characters other than `/`, and a segment that is exactly
+/// `**` matches zero or more whole segments.
 pub fn glob_match(pattern: &str, path: &str) -> bool {
-    let mut ps = pattern.split('/');
-    let mut xs = path.split('/');
-    loop {
-        match (ps.next(), xs.next()) {
-            (None, None) => return true,
-            (Some(p), Some(x)) if segment_match(p.as_bytes(), x.as_bytes()) => {}
-            _ => return false,
+    let ps: Vec<&str> = pattern.split('/').collect();
+    let xs: Vec<&str> = path.split('/').collect();
+    match_segments(&ps, &xs)
+}
+
+fn match_segments(ps: &[&str], xs: &[&str]) -> bool {
+    match ps.split_first() {
+        None => xs.is_empty(),
+        Some((&"**", rest)) => {
+            // Collapse repeated `**`, then try every split point.
+            let rest = {
+                let mut r = rest;
+                while r.first() == Some(&"**") {
+                    r = &r[1..];
+                }
+                r
+            };
+            if rest.is_empty() {
+                return true;
+            }
+            (0..=xs.len()).any(|i| match_segments(rest, &xs[i..]))
         }
+        Some((p, rest)) => match xs.split_first() {
+            Some((x, xrest)) => {
+                segment_match(p.as_bytes(), x.as_bytes()) && match_segments(rest, xrest)
+            }
+            None => false,
+        },
     }
 }
 
@@ -113,6 +175,24 @@ mod tests {
         assert!(glob_match("/a/*.md5sums", "/a/x.md5sums"));
         assert!(glob_match("/a/x*y*z", "/a/xAyyBz"));
         assert!(!glob_match("/a/x*y*z", "/a/xAyyBzq"));
+        assert!(glob_match("/**/package.json", "/package.json"));
+        assert!(glob_match(
+            "/**/package.json",
+            "/app/node_modules/a/node_modules/b/package.json"
+        ));
+        assert!(!glob_match("/**/package.json", "/app/package.json.bak"));
+        assert!(glob_match("/a/**/b/**/c", "/a/b/c"));
+        assert!(glob_match("/a/**/b/**/c", "/a/x/y/b/z/c"));
+        assert!(!glob_match("/a/**/b/**/c", "/a/x/y/z/c"));
+        assert!(glob_match(
+            "/**/*.dist-info/METADATA",
+            "/usr/lib/p/x-1.dist-info/METADATA"
+        ));
+        assert!(wanted(
+            "/usr/local/lib/python3.11/site-packages/Django-3.2.dist-info/RECORD"
+        ));
+        assert!(wanted("/app/requirements-dev.txt"));
+        assert!(!wanted("/usr/share/doc/a/b/copyright"));
         assert!(wanted("/etc/os-release"));
         assert!(!wanted("/etc/os-release.bak"));
         assert!(!wanted("/etc/shadow"));

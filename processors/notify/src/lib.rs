@@ -162,6 +162,18 @@ impl NotifyStage {
                         packages: analysis.packages.clone(),
                         findings: report.findings.clone(),
                         evaluation: Some(ev.clone()),
+                        descriptor: Some(analysis.descriptor.clone()),
+                        secrets: analysis.secrets.clone(),
+                        users: analysis.users.clone(),
+                        groups: analysis.groups.clone(),
+                        setuid_files: analysis
+                            .files
+                            .iter()
+                            .filter(|f| f.is_setuid() || f.is_setgid())
+                            .cloned()
+                            .collect(),
+                        dockerfile: analysis.dockerfile.clone(),
+                        from_sbom: analysis.from_sbom,
                     }),
                 })
                 .await?;

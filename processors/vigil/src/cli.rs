@@ -293,7 +293,7 @@ async fn scan(mut cfg: Config, a: ScanArgs) -> Result<ExitCode> {
     let Some(result) = collected.results.into_iter().next() else {
         bail!("the scan ended without a result (this is a bug)");
     };
-    print!("{}", report::render(&result, a.output));
+    print!("{}", report::render(&result, a.output)?);
     if let Some(f) = &result.failure {
         eprintln!("vigil: scan failed in {}: {}", f.stage, f.message);
     }
@@ -473,6 +473,6 @@ async fn submit(
         .with_context(|| format!("no result for request {id} within {timeout} s"))?
         .context("result stream closed")??;
     let result: ScanResult = codec::decode(&msg.payload)?;
-    print!("{}", report::render(&result, output));
+    print!("{}", report::render(&result, output)?);
     Ok(exit_code(&result, fail_on_policy))
 }

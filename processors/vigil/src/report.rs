@@ -11,6 +11,12 @@ use vigil_contracts::{Action, Distro, Evaluation, Finding, Package, ScanReport, 
 pub enum Format {
     Table,
     Json,
+    /// CycloneDX 1.6 JSON: the SBOM, with the vulnerabilities.
+    #[value(name = "cyclonedx-json")]
+    CyclonedxJson,
+    /// SPDX 2.3 JSON: the SBOM.
+    #[value(name = "spdx-json")]
+    SpdxJson,
 }
 
 #[derive(Serialize)]
@@ -23,6 +29,12 @@ struct JsonReport<'a> {
     vulnerabilities: Vec<JsonVuln<'a>>,
     evaluation: Option<JsonEvaluation<'a>>,
     failure: Option<&'a vigil_contracts::Failure>,
+    secrets: &'a [vigil_contracts::SecretHit],
+    users: &'a [vigil_contracts::User],
+    groups: &'a [vigil_contracts::Group],
+    setuid_files: &'a [vigil_contracts::FileEntry],
+    dockerfile: Option<&'a vigil_contracts::Dockerfile>,
+    config: Option<&'a vigil_contracts::ImageConfig>,
 }
 
 #[derive(Serialize)]
@@ -87,11 +99,45 @@ static EMPTY: ScanReport = ScanReport {
     packages: Vec::new(),
     findings: Vec::new(),
     evaluation: None,
+    descriptor: None,
+    secrets: Vec::new(),
+    users: Vec::new(),
+    groups: Vec::new(),
+    setuid_files: Vec::new(),
+    dockerfile: None,
+    from_sbom: false,
 };
 
-pub fn render(result: &ScanResult, format: Format) -> String {
+/// An SBOM document of the report (CycloneDX carries the findings too).
+fn sbom(result: &ScanResult, rep: &ScanReport, format: Format) -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    let analysis = rep
+        .to_analysis()
+        .with_context(|| format!("{}: no analysed image to describe", result.source))?;
+    // The request's completion time and id make the document reproducible for one result.
+    let hash = <sha2::Sha256 as sha2::Digest>::digest(result.request_id.as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&hash[..16]);
+    let serial = uuid::Builder::from_random_bytes(bytes).into_uuid();
+    let opts = vigil_sbom::ExportOptions::new(result.completed_at, serial);
+    let mut text = match format {
+        Format::CyclonedxJson => vigil_sbom::cyclonedx_json(&analysis, Some(&rep.findings), &opts)?,
+        _ => vigil_sbom::spdx_json(&analysis, &opts)?,
+    };
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    Ok(text)
+}
+
+pub fn render(result: &ScanResult, format: Format) -> anyhow::Result<String> {
     let rep = result.report.as_ref().unwrap_or(&EMPTY);
-    match format {
+    Ok(match format {
+        Format::CyclonedxJson | Format::SpdxJson if result.failure.is_none() => {
+            sbom(result, rep, format)?
+        }
+        // A failed scan has no SBOM: its JSON report says why.
+        Format::CyclonedxJson | Format::SpdxJson => render(result, Format::Json)?,
         Format::Json => {
             let j = JsonReport {
                 request_id: &result.request_id,
@@ -106,13 +152,19 @@ pub fn render(result: &ScanResult, format: Format) -> String {
                 vulnerabilities: rep.findings.iter().map(vuln).collect(),
                 evaluation: rep.evaluation.as_ref().map(evaluation),
                 failure: result.failure.as_ref(),
+                secrets: &rep.secrets,
+                users: &rep.users,
+                groups: &rep.groups,
+                setuid_files: &rep.setuid_files,
+                dockerfile: rep.dockerfile.as_ref(),
+                config: rep.descriptor.as_ref().map(|d| &d.config),
             };
             let mut s = serde_json::to_string_pretty(&j).expect("report serialises");
             s.push('\n');
             s
         }
         Format::Table => table(result, rep),
-    }
+    })
 }
 
 fn table(result: &ScanResult, rep: &ScanReport) -> String {
@@ -150,6 +202,30 @@ fn table(result: &ScanResult, rep: &ScanReport) -> String {
             types.join(", ")
         }
     );
+    if !rep.secrets.is_empty() {
+        let _ = writeln!(s);
+        let rows: Vec<[String; 3]> = rep
+            .secrets
+            .iter()
+            .map(|h| [h.rule.clone(), h.path.clone(), h.line.to_string()])
+            .collect();
+        write_table(&mut s, ["SECRET RULE", "PATH", "LINE"], &rows);
+    }
+    if !rep.setuid_files.is_empty() {
+        let _ = writeln!(s);
+        let rows: Vec<[String; 3]> = rep
+            .setuid_files
+            .iter()
+            .map(|f| {
+                [
+                    f.path.clone(),
+                    format!("{:o}", f.mode & 0o7777),
+                    format!("{}:{}", f.uid, f.gid),
+                ]
+            })
+            .collect();
+        write_table(&mut s, ["SETUID/SETGID FILE", "MODE", "OWNER"], &rows);
+    }
     let _ = writeln!(s);
     if rep.findings.is_empty() {
         let _ = writeln!(s, "No vulnerabilities found.");
