@@ -41,6 +41,9 @@ impl FetchStage {
     /// Handle one decoded request.
     pub async fn process(&self, req: ScanRequest) -> Result<Vec<Outgoing>, StageError> {
         let ctx = req.request.clone();
+        if let Some(text) = &req.sbom {
+            return self.import_sbom(&ctx, text).await;
+        }
         let resolved = self
             .fetcher
             .resolve(&ctx.source, ctx.platform.as_deref())
@@ -87,6 +90,35 @@ impl FetchStage {
             Subject::Stage(StageName::Extract),
             output_msg_id(&ctx.request_id, StageName::Extract, &digest),
             &out,
+        )?])
+    }
+}
+
+impl FetchStage {
+    /// An SBOM submitted instead of an image: its packages become the analysis, and the
+    /// request goes straight to matching.
+    async fn import_sbom(
+        &self,
+        ctx: &vigil_contracts::RequestContext,
+        text: &str,
+    ) -> Result<Vec<Outgoing>, StageError> {
+        let analysis =
+            vigil_sbom::analysis_from_sbom(text, vigil_runtime::now_millis()).map_err(|e| {
+                StageError::new(
+                    vigil_contracts::FailureKind::InvalidRequest,
+                    format!("{}: {e}", ctx.source),
+                )
+            })?;
+        let digest = analysis.descriptor.image.digest.clone();
+        tracing::info!(digest = %digest, packages = analysis.packages.len(), "SBOM imported");
+        self.store.put_analysis(&analysis).await?;
+        Ok(vec![Outgoing::record(
+            Subject::Stage(StageName::Match),
+            output_msg_id(&ctx.request_id, StageName::Match, &digest),
+            &AnalyzedImage {
+                request: Some(ctx.clone()),
+                image_digest: digest,
+            },
         )?])
     }
 }

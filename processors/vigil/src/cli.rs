@@ -46,6 +46,11 @@ pub struct Cli {
 pub enum Cmd {
     /// Scan an image in this process, with no services (embedded store).
     Scan(ScanArgs),
+    /// Catalog an image and print its SBOM (CycloneDX 1.6 JSON unless -o says otherwise).
+    Sbom {
+        #[command(flatten)]
+        scan: ScanArgs,
+    },
     /// Vulnerability feeds.
     Feeds {
         #[command(subcommand)]
@@ -81,6 +86,9 @@ pub enum Cmd {
         timeout: u64,
         #[arg(long)]
         fail_on_policy: bool,
+        /// The image's Dockerfile (sent with the request).
+        #[arg(long)]
+        dockerfile: Option<PathBuf>,
         #[command(flatten)]
         nats: NatsArgs,
     },
@@ -98,10 +106,16 @@ pub struct NatsArgs {
 
 #[derive(clap::Args)]
 pub struct ScanArgs {
-    /// `HOST/REPO:TAG`, `HOST/REPO@sha256:…`, `oci-dir:PATH`, `docker-archive:PATH` or `dir:PATH`.
+    /// `HOST/REPO:TAG`, `HOST/REPO@sha256:…`, `oci-dir:PATH`, `docker-archive:PATH`,
+    /// `dir:PATH`, or `sbom:PATH` (a CycloneDX, SPDX or Syft JSON SBOM, matched as it is).
     pub source: String,
-    #[arg(short = 'o', long, value_enum, default_value = "table")]
-    pub output: Format,
+    /// table, json, cyclonedx-json or spdx-json (default: table; `vigil sbom`: cyclonedx-json).
+    #[arg(short = 'o', long, value_enum)]
+    pub output: Option<Format>,
+    /// The image's Dockerfile, for the policy's dockerfile gate ("actual" instead of the
+    /// one guessed from the image history).
+    #[arg(long)]
+    pub dockerfile: Option<PathBuf>,
     /// Policy bundle file (Anchore format, JSON); default: the active stored bundle or the built-in one.
     #[arg(long)]
     pub policy: Option<PathBuf>,
@@ -149,7 +163,8 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
     vigil_runtime::install_crypto_provider();
     let cfg = config(cli.config.as_ref(), cli.data_dir.clone())?;
     match cli.cmd {
-        Cmd::Scan(a) => scan(cfg, a).await,
+        Cmd::Scan(a) => scan(cfg, a, Format::Table).await,
+        Cmd::Sbom { scan: a } => scan(cfg, a, Format::CyclonedxJson).await,
         Cmd::Feeds { cmd } => feeds(cfg, cmd).await,
         Cmd::Run { stages, nats } => run(apply_nats(cfg, &nats), stages).await,
         Cmd::Submit {
@@ -162,9 +177,11 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             request_id,
             timeout,
             fail_on_policy,
+            dockerfile,
             nats,
         } => {
             let cfg = apply_nats(cfg, &nats);
+            let sbom = read_sbom_source(&source)?;
             let request = RequestContext {
                 request_id: request_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
                 source,
@@ -172,10 +189,18 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 policy_id: None,
                 policy_bundle: read_policy(policy.as_ref())?,
                 submitted_at: vigil_runtime::now_millis(),
-                dockerfile: None,
+                dockerfile: read_dockerfile(dockerfile.as_ref())?,
                 index_digest: None,
             };
-            submit(cfg, request, force, wait, output, timeout, fail_on_policy).await
+            let opts = SubmitOptions {
+                force,
+                wait,
+                output,
+                timeout,
+                fail_on_policy,
+                sbom,
+            };
+            submit(cfg, request, opts).await
         }
     }
 }
@@ -220,7 +245,26 @@ fn exit_code(result: &ScanResult, fail_on_policy: bool) -> ExitCode {
     }
 }
 
-async fn scan(mut cfg: Config, a: ScanArgs) -> Result<ExitCode> {
+/// `sbom:PATH` → the document's text.
+fn read_sbom_source(source: &str) -> Result<Option<String>> {
+    match source.strip_prefix("sbom:") {
+        None => Ok(None),
+        Some(path) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading SBOM {path}"))
+            .map(Some),
+    }
+}
+
+fn read_dockerfile(p: Option<&PathBuf>) -> Result<Option<String>> {
+    p.map(|p| {
+        std::fs::read_to_string(p).with_context(|| format!("reading Dockerfile {}", p.display()))
+    })
+    .transpose()
+}
+
+async fn scan(mut cfg: Config, a: ScanArgs, default_format: Format) -> Result<ExitCode> {
+    let output = a.output.unwrap_or(default_format);
+    let sbom = read_sbom_source(&a.source)?;
     cfg.fetch
         .insecure_registries
         .extend(a.insecure.iter().cloned());
@@ -274,7 +318,7 @@ async fn scan(mut cfg: Config, a: ScanArgs) -> Result<ExitCode> {
         policy_id: None,
         policy_bundle: read_policy(a.policy.as_ref())?,
         submitted_at: vigil_runtime::now_millis(),
-        dockerfile: None,
+        dockerfile: read_dockerfile(a.dockerfile.as_ref())?,
         index_digest: None,
     };
     let first = Outgoing::record(
@@ -283,7 +327,7 @@ async fn scan(mut cfg: Config, a: ScanArgs) -> Result<ExitCode> {
         &ScanRequest {
             request,
             force: a.force,
-            sbom: None,
+            sbom,
         },
     )?;
     let collected = runner.run(vec![first]).await;
@@ -293,7 +337,7 @@ async fn scan(mut cfg: Config, a: ScanArgs) -> Result<ExitCode> {
     let Some(result) = collected.results.into_iter().next() else {
         bail!("the scan ended without a result (this is a bug)");
     };
-    print!("{}", report::render(&result, a.output)?);
+    print!("{}", report::render(&result, output)?);
     if let Some(f) = &result.failure {
         eprintln!("vigil: scan failed in {}: {}", f.stage, f.message);
     }
@@ -421,15 +465,24 @@ async fn shutdown_signal() {
     }
 }
 
-async fn submit(
-    cfg: Config,
-    request: RequestContext,
+struct SubmitOptions {
     force: bool,
     wait: bool,
     output: Format,
     timeout: u64,
     fail_on_policy: bool,
-) -> Result<ExitCode> {
+    sbom: Option<String>,
+}
+
+async fn submit(cfg: Config, request: RequestContext, o: SubmitOptions) -> Result<ExitCode> {
+    let SubmitOptions {
+        force,
+        wait,
+        output,
+        timeout,
+        fail_on_policy,
+        sbom,
+    } = o;
     let client = jetstream::connect(&cfg.nats.url).await?;
     let subjects = cfg.nats.subjects();
     let js = async_nats::jetstream::new(client);
@@ -458,7 +511,7 @@ async fn submit(
         &ScanRequest {
             request,
             force,
-            sbom: None,
+            sbom,
         },
     )?;
     jetstream::publish(&js, &subjects, &out).await?;
