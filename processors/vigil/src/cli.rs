@@ -143,12 +143,17 @@ pub struct ScanArgs {
 pub enum FeedsCmd {
     /// Download and ingest the configured feeds (or those given with --feed).
     Sync {
-        /// `KIND=URL` with KIND debian, alpine or osv; URL http(s)://, file:// or a path (repeatable).
+        /// `KIND=URL` with KIND debian, alpine, osv or nvd; URL http(s)://, file:// or a path (repeatable).
         #[arg(long = "feed")]
         feeds: Vec<String>,
     },
-    /// Show the sync state of every feed.
+    /// Show the sync state of every feed: records, namespaces, age.
     List,
+    /// Write every synced feed (advisories and sync state) to one file, for air-gapped
+    /// machines.
+    Export { file: PathBuf },
+    /// Load a file written by `feeds export` into this store.
+    Import { file: PathBuf },
 }
 
 fn config(cli_config: Option<&PathBuf>, data_dir: Option<PathBuf>) -> Result<Config> {
@@ -363,12 +368,61 @@ async fn feeds(mut cfg: Config, cmd: FeedsCmd) -> Result<ExitCode> {
             }
         }
         FeedsCmd::List => {
-            for s in store.list_feed_states().await? {
+            let now = vigil_runtime::now_millis();
+            let states = store.list_feed_states().await?;
+            let stale: std::collections::BTreeSet<String> =
+                vigil_feeds::stale_feeds(&states, now, Duration::from_secs(2 * 24 * 3600))
+                    .into_iter()
+                    .map(|s| s.feed)
+                    .collect();
+            for s in &states {
+                let age_h = (now - s.last_sync) as f64 / 3_600_000.0;
                 println!(
-                    "{:<16} {:>8} records  last sync {}  {}",
-                    s.feed, s.record_count, s.last_sync, s.url
+                    "{:<16} {:>8} records  synced {age_h:.1} h ago{}  {}",
+                    s.feed,
+                    s.record_count,
+                    if stale.contains(&s.feed) {
+                        " (STALE)"
+                    } else {
+                        ""
+                    },
+                    s.url
                 );
+                for (ns, n) in &s.namespaces {
+                    println!("    {ns:<28} {n:>8}");
+                }
             }
+            for f in vigil_feeds::never_synced(&cfg.feeds, &states) {
+                println!("{f:<16} never synced");
+            }
+        }
+        FeedsCmd::Export { file } => {
+            let out = std::fs::File::create(&file)
+                .with_context(|| format!("creating {}", file.display()))?;
+            let r = vigil_feeds::export(&store, std::io::BufWriter::new(out))
+                .await
+                .context("feed export")?;
+            eprintln!(
+                "feeds: exported {} feeds, {} package keys, {} advisories to {}",
+                r.feeds,
+                r.keys,
+                r.advisories,
+                file.display()
+            );
+        }
+        FeedsCmd::Import { file } => {
+            let input = std::fs::File::open(&file)
+                .with_context(|| format!("opening {}", file.display()))?;
+            let r = vigil_feeds::import(&store, std::io::BufReader::new(input))
+                .await
+                .context("feed import")?;
+            eprintln!(
+                "feeds: imported {} feeds, {} package keys, {} advisories from {}",
+                r.feeds,
+                r.keys,
+                r.advisories,
+                file.display()
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -386,7 +440,8 @@ fn feed_specs(specs: &[String]) -> Result<vigil_feeds::FeedsConfig> {
             "debian" => FeedKind::Debian,
             "alpine" => FeedKind::Alpine,
             "osv" => FeedKind::Osv,
-            other => bail!("--feed {spec}: unknown feed kind {other} (debian, alpine or osv)"),
+            "nvd" => FeedKind::Nvd,
+            other => bail!("--feed {spec}: unknown feed kind {other} (debian, alpine, osv or nvd)"),
         };
         let n = feeds.iter().filter(|f| f.kind == kind).count();
         let name = if n == 0 {
@@ -434,7 +489,28 @@ async fn run(cfg: Config, names: Vec<String>) -> Result<ExitCode> {
     let (tx, rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
     for s in stages {
-        let stage = wiring::stage(s, &cfg, &store, &blobs);
+        let stage = if s == StageName::Feeds {
+            // One syncer at a time in the cluster: a lease in a JetStream KV bucket.
+            let holder = format!(
+                "{}-{}",
+                std::env::var("HOSTNAME").unwrap_or_else(|_| "vigil".into()),
+                std::process::id()
+            );
+            let lease = vigil_feeds::FeedLease::new(
+                runner.context(),
+                &format!("{}_feeds_lease", subjects.stream_prefix()),
+                "sync",
+                &holder,
+                Duration::from_secs(300),
+            )
+            .await
+            .context("opening the feed-sync lease bucket")?;
+            Arc::new(
+                vigil_feeds::FeedsStage::new(cfg.feeds.clone(), store.clone()).with_lease(lease),
+            )
+        } else {
+            wiring::stage(s, &cfg, &store, &blobs)
+        };
         let runner = runner.clone();
         let rx = rx.clone();
         tasks.push(tokio::spawn(
