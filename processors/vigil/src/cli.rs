@@ -154,6 +154,15 @@ pub enum FeedsCmd {
     Export { file: PathBuf },
     /// Load a file written by `feeds export` into this store.
     Import { file: PathBuf },
+    /// Ask the cluster's feeds stage to sync now (publishes on `<prefix>.feeds.sync`);
+    /// the changed packages' images are re-matched and notified.
+    Request {
+        /// Feed names (default: every configured feed).
+        #[arg(long = "feed")]
+        feeds: Vec<String>,
+        #[command(flatten)]
+        nats: NatsArgs,
+    },
 }
 
 fn config(cli_config: Option<&PathBuf>, data_dir: Option<PathBuf>) -> Result<Config> {
@@ -350,6 +359,22 @@ async fn scan(mut cfg: Config, a: ScanArgs, default_format: Format) -> Result<Ex
 }
 
 async fn feeds(mut cfg: Config, cmd: FeedsCmd) -> Result<ExitCode> {
+    if let FeedsCmd::Request { feeds, nats } = cmd {
+        let cfg = apply_nats(cfg, &nats);
+        let client = jetstream::connect(&cfg.nats.url).await?;
+        let subjects = cfg.nats.subjects();
+        let js = async_nats::jetstream::new(client);
+        jetstream::ensure_streams(&js, &subjects).await?;
+        let id = format!("feeds-sync-{}", uuid::Uuid::new_v4());
+        let out = Outgoing::record(
+            Subject::FeedsSync,
+            id.clone(),
+            &vigil_contracts::FeedSyncRequest { feeds },
+        )?;
+        jetstream::publish(&js, &subjects, &out).await?;
+        eprintln!("vigil: feed sync requested ({id})");
+        return Ok(ExitCode::SUCCESS);
+    }
     let store = wiring::open_store(&cfg).await?;
     match cmd {
         FeedsCmd::Sync { feeds } => {
@@ -410,6 +435,7 @@ async fn feeds(mut cfg: Config, cmd: FeedsCmd) -> Result<ExitCode> {
                 file.display()
             );
         }
+        FeedsCmd::Request { .. } => unreachable!("handled above"),
         FeedsCmd::Import { file } => {
             let input = std::fs::File::open(&file)
                 .with_context(|| format!("opening {}", file.display()))?;
