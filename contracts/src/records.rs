@@ -881,6 +881,10 @@ pub struct ScanResult {
     /// access; absent on failures.
     #[serde(default)]
     pub report: Option<ScanReport>,
+    /// `--platform all` of a multi-platform image: this result only announces one
+    /// request per platform (their ids), each of which ends in its own result.
+    #[serde(default)]
+    pub platform_requests: Vec<String>,
 }
 record!(ScanResult, "scan_result");
 

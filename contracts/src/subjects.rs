@@ -143,6 +143,10 @@ impl Subjects {
             StageName::Fetch => vec![Subject::ScanRequest],
             StageName::Match => vec![Subject::Stage(StageName::Match), Subject::FeedsUpdated],
             StageName::Feeds => vec![Subject::FeedsSync],
+            // A new active bundle re-evaluates every evaluated image.
+            StageName::Evaluate => {
+                vec![Subject::Stage(StageName::Evaluate), Subject::PolicyUpdated]
+            }
             other => vec![Subject::Stage(other)],
         }
     }

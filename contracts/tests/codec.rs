@@ -233,6 +233,7 @@ fn every_record_roundtrips() {
         failure: Some(failure.clone()),
         completed_at: 9,
         report: None,
+        platform_requests: Vec::new(),
     });
     roundtrip(Notification {
         id: "n".into(),

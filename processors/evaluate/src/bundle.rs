@@ -25,13 +25,16 @@ pub enum PolicyError {
         gate: String,
     },
     #[error(
-        "policy {policy:?} rule {rule:?}: gate {gate:?} is end-of-life and no longer supported"
+        "policy {policy:?} rule {rule:?}: gate {gate:?} is end-of-life and no longer supported (use {successor:?})"
     )]
     EolGate {
         policy: String,
         rule: String,
         gate: String,
+        successor: String,
     },
+    #[error("policy bundle is too large: {size} bytes, the limit is {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
     #[error("policy {policy:?} rule {rule:?}: unknown trigger {trigger:?} for gate {gate:?}")]
     UnknownTrigger {
         policy: String,
@@ -91,31 +94,63 @@ pub enum PolicyError {
 #[derive(Debug, Clone)]
 pub struct Selector {
     pub raw: String,
-    re: Regex,
+    kind: SelectorKind,
+}
+
+#[derive(Debug, Clone)]
+enum SelectorKind {
+    /// `*`
+    Any,
+    /// No wildcard: compared as a string (no regex to compile or run).
+    Exact,
+    /// `prefix*`
+    Prefix(String),
+    Regex(Regex),
 }
 
 impl Selector {
     pub fn parse(raw: &str, context: &str) -> Result<Selector, PolicyError> {
-        let pattern = match raw.strip_prefix("regexp:") {
-            Some(r) => format!("^(?:{r})$"),
-            None => {
-                let parts: Vec<String> = raw.split('*').map(regex::escape).collect();
-                format!("^{}$", parts.join(".*"))
+        let kind = match raw.strip_prefix("regexp:") {
+            None if raw == "*" => SelectorKind::Any,
+            None if !raw.contains('*') => SelectorKind::Exact,
+            None if raw.ends_with('*') && raw.matches('*').count() == 1 => {
+                SelectorKind::Prefix(raw[..raw.len() - 1].to_string())
+            }
+            other => {
+                let pattern = match other {
+                    Some(r) => format!("^(?:{r})$"),
+                    None => {
+                        let parts: Vec<String> = raw.split('*').map(regex::escape).collect();
+                        format!("^{}$", parts.join(".*"))
+                    }
+                };
+                SelectorKind::Regex(Regex::new(&pattern).map_err(|e| {
+                    PolicyError::InvalidSelector {
+                        context: context.to_string(),
+                        value: raw.to_string(),
+                        reason: e.to_string(),
+                    }
+                })?)
             }
         };
-        let re = Regex::new(&pattern).map_err(|e| PolicyError::InvalidSelector {
-            context: context.to_string(),
-            value: raw.to_string(),
-            reason: e.to_string(),
-        })?;
         Ok(Selector {
             raw: raw.to_string(),
-            re,
+            kind,
         })
     }
 
     pub fn matches(&self, s: &str) -> bool {
-        self.re.is_match(s)
+        match &self.kind {
+            SelectorKind::Any => true,
+            SelectorKind::Exact => self.raw == s,
+            SelectorKind::Prefix(p) => s.starts_with(p.as_str()),
+            SelectorKind::Regex(re) => re.is_match(s),
+        }
+    }
+
+    /// The string this selector matches exactly, when it has no wildcard.
+    pub fn exact(&self) -> Option<&str> {
+        matches!(self.kind, SelectorKind::Exact).then_some(self.raw.as_str())
     }
 }
 
@@ -245,6 +280,8 @@ pub struct AllowlistItem {
     pub gate: String,
     pub trigger_id: Selector,
     pub expires_on: Option<UnixMillis>,
+    /// vigil extension: only findings about this package version (glob) are covered.
+    pub package_version: Option<Selector>,
 }
 
 #[derive(Debug, Clone)]
@@ -354,6 +391,8 @@ struct RawItem {
     trigger_id: String,
     #[serde(default)]
     expires_on: Option<String>,
+    #[serde(default)]
+    package_version: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -424,14 +463,12 @@ fn load_rule(policy: &str, index: usize, v: Value) -> Result<Rule, PolicyError> 
     let rule = rule_label;
     let gate_name = raw.gate.trim();
     let Some(gate) = gates::gate(gate_name) else {
-        if gates::EOL_GATES
-            .iter()
-            .any(|g| g.eq_ignore_ascii_case(gate_name))
-        {
+        if let Some(successor) = gates::eol_gate(gate_name) {
             return Err(PolicyError::EolGate {
                 policy: policy.into(),
                 rule,
                 gate: raw.gate,
+                successor: successor.into(),
             });
         }
         return Err(PolicyError::UnknownGate {
@@ -517,6 +554,15 @@ fn load_rule(policy: &str, index: usize, v: Value) -> Result<Rule, PolicyError> 
             params.0.insert(ps.name, parsed);
         }
     }
+    if let Some(check) = spec.check {
+        check(&params).map_err(|(param, reason)| PolicyError::InvalidParam {
+            policy: policy.into(),
+            rule: rule.clone(),
+            param: param.into(),
+            value: params_display(&raw.params, param),
+            reason,
+        })?;
+    }
     Ok(Rule {
         id: raw.id,
         gate: gate.name,
@@ -525,6 +571,14 @@ fn load_rule(policy: &str, index: usize, v: Value) -> Result<Rule, PolicyError> 
         params,
         spec,
     })
+}
+
+/// The raw value given for a parameter (case-insensitive name), for error messages.
+fn params_display(raw: &[RawParam], name: &str) -> String {
+    raw.iter()
+        .find(|p| p.name.trim().eq_ignore_ascii_case(name))
+        .and_then(|p| param_string(&p.value))
+        .unwrap_or_default()
 }
 
 fn load_matcher(
@@ -568,8 +622,17 @@ fn load_image_selector(v: Value, context: &str) -> Result<ImageMatcher, PolicyEr
     load_matcher(&raw.registry, &raw.repository, &raw.image, context)
 }
 
+/// The largest bundle accepted (bytes of JSON).
+pub const MAX_BUNDLE_BYTES: usize = 4 * 1024 * 1024;
+
 /// Parse and validate a bundle.
 pub fn load_bundle(json: &str) -> Result<Bundle, PolicyError> {
+    if json.len() > MAX_BUNDLE_BYTES {
+        return Err(PolicyError::TooLarge {
+            size: json.len(),
+            limit: MAX_BUNDLE_BYTES,
+        });
+    }
     let root: Value = serde_json::from_str(json).map_err(|e| PolicyError::Json(e.to_string()))?;
     let raw: RawBundle = from_value(root, "bundle")?;
     check_version(Some(raw.version.as_str()), "bundle")?;
@@ -609,7 +672,12 @@ pub fn load_bundle(json: &str) -> Result<Bundle, PolicyError> {
                     Some((t.unix_timestamp_nanos() / 1_000_000) as UnixMillis)
                 }
             };
+            let package_version = match it.package_version.as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(v) => Some(Selector::parse(v, &ictx)?),
+            };
             items.push(AllowlistItem {
+                package_version,
                 trigger_id: Selector::parse(&it.trigger_id, &ictx)?,
                 id: it.id,
                 gate: it.gate,

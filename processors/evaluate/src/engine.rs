@@ -1,9 +1,13 @@
 //! The pure evaluation of one image against one bundle.
 
 use md5::{Digest, Md5};
-use vigil_contracts::{Action, Analysis, Evaluation, PolicyFinding, UnixMillis, VulnReport};
+use vigil_contracts::{
+    Action, Analysis, Evaluation, FeedState, PolicyFinding, UnixMillis, VulnReport,
+};
 
-use crate::bundle::{Allowlist, Bundle, ImageIdentity, Mapping};
+use std::collections::HashMap;
+
+use crate::bundle::{Allowlist, AllowlistItem, Bundle, ImageIdentity, Mapping};
 use crate::gates::TriggerContext;
 
 /// What an evaluation looks at.
@@ -13,6 +17,23 @@ pub struct EvalInput<'a> {
     pub report: &'a VulnReport,
     /// The full tag the image is evaluated as (`registry/repo:tag` or `name@digest`).
     pub tag: &'a str,
+    /// Feed sync states, for `vulnerabilities.stale_feed_data` (empty: no feed synced).
+    pub feeds: &'a [FeedState],
+    /// Allowlists applied in addition to the mapping's (e.g. from OpenVEX documents).
+    pub extra_allowlists: &'a [Allowlist],
+}
+
+impl<'a> EvalInput<'a> {
+    /// An input with no feed states and no extra allowlists.
+    pub fn new(analysis: &'a Analysis, report: &'a VulnReport, tag: &'a str) -> Self {
+        EvalInput {
+            analysis,
+            report,
+            tag,
+            feeds: &[],
+            extra_allowlists: &[],
+        }
+    }
 }
 
 /// Anchore's trigger id for non-vulnerability triggers: md5 hex of gate+trigger+message.
@@ -29,19 +50,60 @@ pub fn select_mapping<'b>(bundle: &'b Bundle, image: &ImageIdentity) -> Option<&
     bundle.mappings.iter().find(|m| m.matcher.matches(image))
 }
 
-/// The allowlist item (id) that covers a finding, if any; expired items are skipped.
-fn allowlisted_by(
-    lists: &[&Allowlist],
-    gate: &str,
-    trigger_id: &str,
-    now: UnixMillis,
-) -> Option<String> {
-    lists
-        .iter()
-        .flat_map(|l| l.items.iter())
-        .filter(|it| it.expires_on.is_none_or(|e| e > now))
-        .find(|it| it.gate.eq_ignore_ascii_case(gate) && it.trigger_id.matches(trigger_id))
+/// The allowlist items of a mapping, indexed: items without a wildcard by (gate, trigger
+/// id), the others scanned in order. The first item (in list order) that covers a finding wins.
+struct AllowIndex<'b> {
+    exact: HashMap<(String, &'b str), Vec<(usize, &'b AllowlistItem)>>,
+    wildcard: Vec<(usize, &'b AllowlistItem)>,
+}
+
+impl<'b> AllowIndex<'b> {
+    fn new(lists: &[&'b Allowlist], now: UnixMillis) -> Self {
+        let mut exact: HashMap<(String, &'b str), Vec<(usize, &'b AllowlistItem)>> = HashMap::new();
+        let mut wildcard = Vec::new();
+        let live = lists
+            .iter()
+            .flat_map(|l| l.items.iter())
+            .filter(|it| it.expires_on.is_none_or(|e| e > now))
+            .enumerate();
+        for (i, it) in live {
+            match it.trigger_id.exact() {
+                Some(id) => exact
+                    .entry((it.gate.trim().to_ascii_lowercase(), id))
+                    .or_default()
+                    .push((i, it)),
+                None => wildcard.push((i, it)),
+            }
+        }
+        AllowIndex { exact, wildcard }
+    }
+
+    /// The allowlist item (id) that covers a finding, if any.
+    fn lookup(
+        &self,
+        gate: &str,
+        trigger_id: &str,
+        package_version: Option<&str>,
+    ) -> Option<String> {
+        let version_ok = |it: &AllowlistItem| match &it.package_version {
+            None => true,
+            Some(v) => package_version.is_some_and(|pv| v.matches(pv)),
+        };
+        let from_exact = self
+            .exact
+            .get(&(gate.to_string(), trigger_id))
+            .and_then(|v| v.iter().find(|(_, it)| version_ok(it)));
+        let from_wild = self.wildcard.iter().find(|(_, it)| {
+            it.gate.trim().eq_ignore_ascii_case(gate)
+                && it.trigger_id.matches(trigger_id)
+                && version_ok(it)
+        });
+        match (from_exact, from_wild) {
+            (Some(a), Some(b)) => Some(if a.0 < b.0 { a.1 } else { b.1 }),
+            (a, b) => a.or(b).map(|x| x.1),
+        }
         .map(|it| it.id.clone())
+    }
 }
 
 /// Evaluate an image. `now` is the evaluation time (Unix milliseconds), used for
@@ -59,22 +121,31 @@ pub fn evaluate(bundle: &Bundle, input: &EvalInput<'_>, now: UnixMillis) -> Eval
             .whitelist_ids
             .iter()
             .filter_map(|id| bundle.whitelist(id))
+            .chain(input.extra_allowlists.iter())
             .collect();
-        let ctx = TriggerContext {
-            analysis: input.analysis,
-            report: input.report,
-            tag: input.tag,
-        };
+        let allow_index = AllowIndex::new(&lists, now);
         for pid in &m.policy_ids {
             let Some(policy) = bundle.policy(pid) else {
                 continue;
             };
             for rule in &policy.rules {
+                let ctx = TriggerContext {
+                    analysis: input.analysis,
+                    report: input.report,
+                    feeds: input.feeds,
+                    tag: input.tag,
+                    now,
+                    rule_id: &rule.id,
+                };
                 for fired in (rule.spec.eval)(&ctx, &rule.params) {
                     let trigger_id = fired
                         .trigger_id
                         .unwrap_or_else(|| md5_trigger_id(rule.gate, rule.trigger, &fired.message));
-                    let allow = allowlisted_by(&lists, rule.gate, &trigger_id, now);
+                    let allow = allow_index.lookup(
+                        rule.gate,
+                        &trigger_id,
+                        fired.package_version.as_deref(),
+                    );
                     findings.push(PolicyFinding {
                         gate: rule.gate.to_string(),
                         trigger: rule.trigger.to_string(),

@@ -8,7 +8,9 @@
 use std::collections::BTreeMap;
 
 use regex::Regex;
-use vigil_contracts::{Analysis, FixState, Severity, VulnReport};
+use vigil_contracts::{Analysis, FeedState, UnixMillis, VulnReport};
+
+use crate::triggers::*;
 
 /// The type of a rule parameter, as Anchore declares them.
 #[derive(Debug, Clone, Copy)]
@@ -26,6 +28,8 @@ pub enum ParamKind {
     Enum(&'static [&'static str]),
     /// A regular expression, compiled at load.
     Regex,
+    /// An octal file mode (`0644`, `4755`).
+    Octal,
 }
 
 /// One parameter a trigger accepts.
@@ -171,6 +175,11 @@ pub fn parse_param(kind: ParamKind, raw: &str) -> Result<ParamValue, String> {
         ParamKind::Regex => Regex::new(raw)
             .map(ParamValue::Regex)
             .map_err(|e| format!("invalid regex: {e}")),
+        ParamKind::Octal => i64::from_str_radix(t, 8)
+            .ok()
+            .filter(|m| (0..=0o7777).contains(m))
+            .map(ParamValue::Int)
+            .ok_or_else(|| "expected an octal file mode such as 0644".into()),
     }
 }
 
@@ -178,7 +187,13 @@ pub fn parse_param(kind: ParamKind, raw: &str) -> Result<ParamValue, String> {
 pub struct TriggerContext<'a> {
     pub analysis: &'a Analysis,
     pub report: &'a VulnReport,
+    /// Feed sync states, for `stale_feed_data`.
+    pub feeds: &'a [FeedState],
     pub tag: &'a str,
+    /// Evaluation time, Unix milliseconds.
+    pub now: UnixMillis,
+    /// The rule being evaluated (some Anchore trigger ids embed it).
+    pub rule_id: &'a str,
 }
 
 /// One firing of a trigger.
@@ -187,24 +202,61 @@ pub struct TriggerMatch {
     /// A fixed trigger id (vulnerability key); `None` means the md5 of gate+trigger+message.
     pub trigger_id: Option<String>,
     pub message: String,
+    /// The package version the match is about, for version-scoped allowlist items.
+    pub package_version: Option<String>,
 }
 
 impl TriggerMatch {
-    fn msg(message: String) -> Self {
+    pub fn msg(message: String) -> Self {
         TriggerMatch {
             trigger_id: None,
             message,
+            package_version: None,
+        }
+    }
+    pub fn with_id(trigger_id: String, message: String) -> Self {
+        TriggerMatch {
+            trigger_id: Some(trigger_id),
+            message,
+            package_version: None,
         }
     }
 }
 
 pub type TriggerFn = fn(&TriggerContext<'_>, &Params) -> Vec<TriggerMatch>;
 
+/// A cross-parameter check run at load; the error names the parameter and the reason.
+pub type ParamCheck = fn(&Params) -> Result<(), (&'static str, String)>;
+
 /// One trigger of a gate.
 pub struct TriggerSpec {
     pub name: &'static str,
     pub params: &'static [ParamSpec],
     pub eval: TriggerFn,
+    pub check: Option<ParamCheck>,
+}
+
+const fn t(name: &'static str, params: &'static [ParamSpec], eval: TriggerFn) -> TriggerSpec {
+    TriggerSpec {
+        name,
+        params,
+        eval,
+        check: None,
+    }
+}
+
+const fn tc(
+    name: &'static str,
+    params: &'static [ParamSpec],
+    eval: TriggerFn,
+    check: ParamCheck,
+) -> TriggerSpec {
+    TriggerSpec {
+        name,
+        params,
+        eval,
+        check: Some(check),
+    }
 }
 
 /// A gate and its triggers.
@@ -221,213 +273,395 @@ impl GateSpec {
     }
 }
 
-const SEVERITIES: &[&str] = &["unknown", "negligible", "low", "medium", "high", "critical"];
-const COMPARISONS: &[&str] = &["=", "!=", "<", ">", "<=", ">="];
+pub(crate) const SEVERITIES: &[&str] =
+    &["unknown", "negligible", "low", "medium", "high", "critical"];
+pub(crate) const COMPARISONS: &[&str] = &["=", "!=", "<", ">", "<=", ">="];
 const LIST_TYPES: &[&str] = &["whitelist", "blacklist"];
+pub(crate) const INSTRUCTION_NAMES: &[&str] = &[
+    "ADD",
+    "ARG",
+    "COPY",
+    "CMD",
+    "ENTRYPOINT",
+    "ENV",
+    "EXPOSE",
+    "FROM",
+    "HEALTHCHECK",
+    "LABEL",
+    "MAINTAINER",
+    "ONBUILD",
+    "USER",
+    "RUN",
+    "SHELL",
+    "STOPSIGNAL",
+    "VOLUME",
+    "WORKDIR",
+];
+const INSTRUCTION_CHECKS: &[&str] = &[
+    "=",
+    "!=",
+    "exists",
+    "not_exists",
+    "like",
+    "not_like",
+    "in",
+    "not_in",
+];
+const METADATA_ATTRIBUTES: &[&str] = &[
+    "size",
+    "architecture",
+    "os_type",
+    "distro",
+    "distro_version",
+    "like_distro",
+    "layer_count",
+];
+const METADATA_CHECKS: &[&str] = &[
+    "=",
+    "!=",
+    ">",
+    "<",
+    ">=",
+    "<=",
+    "exists",
+    "not_exists",
+    "like",
+    "not_like",
+    "in",
+    "not_in",
+];
+const EQ_NE: &[&str] = &["equals", "not_equals"];
 
-/// Every gate vigil implements.
+/// Every gate vigil implements: Anchore's 13 active gates.
 pub static GATES: &[GateSpec] = &[
     GateSpec {
         name: "always",
-        triggers: &[TriggerSpec {
-            name: "always",
-            params: &[],
-            eval: always,
-        }],
+        triggers: &[t("always", &[], always)],
     },
     GateSpec {
         name: "dockerfile",
         triggers: &[
-            TriggerSpec {
-                name: "exposed_ports",
-                params: &[
+            tc(
+                "instruction",
+                &[
+                    req("instruction", ParamKind::Enum(INSTRUCTION_NAMES)),
+                    req("check", ParamKind::Enum(INSTRUCTION_CHECKS)),
+                    p("value", ParamKind::Str),
+                    p("actual_dockerfile_only", ParamKind::Bool),
+                ],
+                dockerfile_instruction,
+                check_instruction_params,
+            ),
+            t(
+                "effective_user",
+                &[
+                    req("users", ParamKind::Csv),
+                    req("type", ParamKind::Enum(LIST_TYPES)),
+                ],
+                effective_user,
+            ),
+            t(
+                "exposed_ports",
+                &[
                     req("ports", ParamKind::CsvInt),
                     req("type", ParamKind::Enum(LIST_TYPES)),
                     p("actual_dockerfile_only", ParamKind::Bool),
                 ],
-                eval: exposed_ports,
-            },
-            TriggerSpec {
-                name: "effective_user",
-                params: &[
-                    req("users", ParamKind::Csv),
-                    req("type", ParamKind::Enum(LIST_TYPES)),
-                ],
-                eval: effective_user,
-            },
+                exposed_ports,
+            ),
+            t("no_dockerfile_provided", &[], no_dockerfile_provided),
         ],
     },
     GateSpec {
-        name: "vulnerabilities",
-        triggers: &[TriggerSpec {
-            name: "package",
-            params: &[
-                req("package_type", ParamKind::Enum(&["all", "os", "non-os"])),
-                dflt("severity_comparison", ParamKind::Enum(COMPARISONS), ">"),
-                dflt("severity", ParamKind::Enum(SEVERITIES), "unknown"),
-                p("fix_available", ParamKind::Bool),
-                dflt("vendor_only", ParamKind::Bool, "true"),
+        name: "files",
+        triggers: &[
+            t(
+                "content_regex_match",
+                &[p("regex_name", ParamKind::Regex)],
+                files_content_regex_match,
+            ),
+            t(
+                "name_match",
+                &[req("regex", ParamKind::Regex)],
+                files_name_match,
+            ),
+            tc(
+                "attribute_match",
+                &[
+                    req("filename", ParamKind::Str),
+                    dflt("checksum_algorithm", ParamKind::Enum(&["sha256"]), "sha256"),
+                    p("checksum", ParamKind::Str),
+                    p("checksum_match", ParamKind::Enum(EQ_NE)),
+                    p("mode", ParamKind::Octal),
+                    p("mode_op", ParamKind::Enum(EQ_NE)),
+                    dflt("skip_missing", ParamKind::Bool, "true"),
+                ],
+                files_attribute_match,
+                check_attribute_params,
+            ),
+            t("suid_or_guid_set", &[], files_suid_or_guid_set),
+        ],
+    },
+    GateSpec {
+        name: "passwd_file",
+        triggers: &[
+            t("content_not_available", &[], passwd_content_not_available),
+            t(
+                "blacklist_usernames",
+                &[req("user_names", ParamKind::Csv)],
+                passwd_blacklist_usernames,
+            ),
+            t(
+                "blacklist_userids",
+                &[req("user_ids", ParamKind::CsvInt)],
+                passwd_blacklist_userids,
+            ),
+            t(
+                "blacklist_groupids",
+                &[req("group_ids", ParamKind::CsvInt)],
+                passwd_blacklist_groupids,
+            ),
+            t(
+                "blacklist_shells",
+                &[req("shells", ParamKind::Csv)],
+                passwd_blacklist_shells,
+            ),
+            t(
+                "blacklist_full_entry",
+                &[req("entry", ParamKind::Str)],
+                passwd_blacklist_full_entry,
+            ),
+        ],
+    },
+    GateSpec {
+        name: "packages",
+        triggers: &[
+            t(
+                "required_package",
+                &[
+                    req("name", ParamKind::Str),
+                    p("version", ParamKind::Str),
+                    dflt(
+                        "version_match_type",
+                        ParamKind::Enum(&["exact", "minimum"]),
+                        "exact",
+                    ),
+                ],
+                packages_required,
+            ),
+            t(
+                "verify",
+                &[
+                    p("only_packages", ParamKind::Csv),
+                    p("only_directories", ParamKind::Csv),
+                    p("check", ParamKind::Enum(&["changed", "missing"])),
+                ],
+                packages_verify,
+            ),
+            t(
+                "blacklist",
+                &[req("name", ParamKind::Str), p("version", ParamKind::Str)],
+                packages_blacklist,
+            ),
+        ],
+    },
+    GateSpec {
+        name: "npms",
+        triggers: &[
+            t("newer_version_in_feed", &[], no_package_feed),
+            t("unknown_in_feeds", &[], no_package_feed),
+            t("version_not_in_feeds", &[], no_package_feed),
+            t("feed_data_unavailable", &[], npm_feed_data_unavailable),
+            t(
+                "blacklisted_name_version",
+                &[req("name", ParamKind::Str), p("version", ParamKind::Str)],
+                npm_blacklist,
+            ),
+        ],
+    },
+    GateSpec {
+        name: "ruby_gems",
+        triggers: &[
+            t("newer_version_found_in_feed", &[], no_package_feed),
+            t("not_found_in_feed", &[], no_package_feed),
+            t("version_not_found_in_feed", &[], no_package_feed),
+            t("feed_data_unavailable", &[], gem_feed_data_unavailable),
+            t(
+                "blacklist",
+                &[req("name", ParamKind::Str), p("version", ParamKind::Str)],
+                gem_blacklist,
+            ),
+        ],
+    },
+    GateSpec {
+        name: "licenses",
+        triggers: &[
+            t(
+                "blacklist_exact_match",
+                &[req("licenses", ParamKind::Csv)],
+                licenses_exact,
+            ),
+            t(
+                "blacklist_partial_match",
+                &[req("licenses", ParamKind::Csv)],
+                licenses_partial,
+            ),
+        ],
+    },
+    GateSpec {
+        name: "metadata",
+        triggers: &[tc(
+            "attribute",
+            &[
+                req("attribute", ParamKind::Enum(METADATA_ATTRIBUTES)),
+                req("check", ParamKind::Enum(METADATA_CHECKS)),
+                p("value", ParamKind::Str),
             ],
-            eval: vuln_package,
-        }],
+            metadata_attribute,
+            check_metadata_params,
+        )],
+    },
+    GateSpec {
+        name: "malware",
+        triggers: &[
+            t("scans", &[], malware_scans),
+            t("scan_not_run", &[], malware_scan_not_run),
+        ],
+    },
+    GateSpec {
+        name: "retrieved_files",
+        triggers: &[
+            t(
+                "content_not_available",
+                &[req("path", ParamKind::Str)],
+                retrieved_content_not_available,
+            ),
+            t(
+                "content_regex",
+                &[
+                    req("path", ParamKind::Str),
+                    req("regex", ParamKind::Regex),
+                    req("check", ParamKind::Enum(&["match", "no_match"])),
+                ],
+                retrieved_content_regex,
+            ),
+        ],
+    },
+    GateSpec {
+        name: "secret_scans",
+        triggers: &[t(
+            "content_regex_checks",
+            &[
+                p("content_regex_name", ParamKind::Str),
+                p("filename_regex", ParamKind::Regex),
+                dflt(
+                    "match_type",
+                    ParamKind::Enum(&["found", "notfound"]),
+                    "found",
+                ),
+            ],
+            secret_content_regex_checks,
+        )],
+    },
+    GateSpec {
+        name: "vulnerabilities",
+        triggers: &[
+            tc(
+                "package",
+                &[
+                    req("package_type", ParamKind::Enum(&["all", "os", "non-os"])),
+                    dflt("severity_comparison", ParamKind::Enum(COMPARISONS), ">"),
+                    dflt("severity", ParamKind::Enum(SEVERITIES), "unknown"),
+                    dflt(
+                        "cvss_v3_base_score_comparison",
+                        ParamKind::Enum(COMPARISONS),
+                        ">=",
+                    ),
+                    p("cvss_v3_base_score", ParamKind::Float),
+                    dflt(
+                        "cvss_v3_exploitability_score_comparison",
+                        ParamKind::Enum(COMPARISONS),
+                        ">=",
+                    ),
+                    p("cvss_v3_exploitability_score", ParamKind::Float),
+                    dflt(
+                        "cvss_v3_impact_score_comparison",
+                        ParamKind::Enum(COMPARISONS),
+                        ">=",
+                    ),
+                    p("cvss_v3_impact_score", ParamKind::Float),
+                    dflt(
+                        "vendor_cvss_v3_base_score_comparison",
+                        ParamKind::Enum(COMPARISONS),
+                        ">=",
+                    ),
+                    p("vendor_cvss_v3_base_score", ParamKind::Float),
+                    dflt(
+                        "vendor_cvss_v3_exploitability_score_comparison",
+                        ParamKind::Enum(COMPARISONS),
+                        ">=",
+                    ),
+                    p("vendor_cvss_v3_exploitability_score", ParamKind::Float),
+                    dflt(
+                        "vendor_cvss_v3_impact_score_comparison",
+                        ParamKind::Enum(COMPARISONS),
+                        ">=",
+                    ),
+                    p("vendor_cvss_v3_impact_score", ParamKind::Float),
+                    p("fix_available", ParamKind::Bool),
+                    dflt("vendor_only", ParamKind::Bool, "true"),
+                    p("max_days_since_creation", ParamKind::Int),
+                    p("max_days_since_fix", ParamKind::Int),
+                    p("package_path_exclude", ParamKind::Regex),
+                ],
+                vuln_package,
+                check_vuln_package_params,
+            ),
+            t(
+                "stale_feed_data",
+                &[req("max_days_since_sync", ParamKind::Int)],
+                vuln_stale_feed_data,
+            ),
+            t("vulnerability_data_unavailable", &[], vuln_data_unavailable),
+            t(
+                "blacklist",
+                &[
+                    req("vulnerability_ids", ParamKind::Csv),
+                    dflt("vendor_only", ParamKind::Bool, "true"),
+                ],
+                vuln_blacklist,
+            ),
+        ],
     },
 ];
 
-/// Gates Anchore declared end-of-life; bundles naming them are rejected.
-pub const EOL_GATES: &[&str] = &[
-    "anchoresec",
-    "pkgcheck",
-    "pkgblacklist",
-    "pkgdiff",
-    "suiddiff",
-    "imagecheck",
-    "dockerfilecheck",
-    "filecheck",
-    "fileparse_passwd",
-    "gemcheck",
-    "npmcheck",
-    "metadatacheck",
-    "licblacklist",
-    "secretcheck",
+/// Gates Anchore declared end-of-life, with the successor each names; bundles naming
+/// them are rejected at load.
+pub const EOL_GATES: &[(&str, &str)] = &[
+    ("anchoresec", "vulnerabilities"),
+    ("pkgcheck", "packages"),
+    ("pkgblacklist", "packages"),
+    ("pkgdiff", "packages"),
+    ("suiddiff", "files"),
+    ("imagecheck", "(none)"),
+    ("dockerfilecheck", "dockerfile"),
+    ("filecheck", "files"),
+    ("fileparse_passwd", "passwd_file"),
+    ("gemcheck", "ruby_gems"),
+    ("npmcheck", "npms"),
+    ("metadatacheck", "metadata"),
+    ("licblacklist", "licenses"),
+    ("secretcheck", "secret_scans"),
 ];
 
 pub fn gate(name: &str) -> Option<&'static GateSpec> {
     GATES.iter().find(|g| g.name.eq_ignore_ascii_case(name))
 }
 
-fn always(_: &TriggerContext<'_>, _: &Params) -> Vec<TriggerMatch> {
-    vec![TriggerMatch::msg("always".into())]
-}
-
-fn exposed_ports(ctx: &TriggerContext<'_>, params: &Params) -> Vec<TriggerMatch> {
-    let listed = params.int_list("ports");
-    let blacklist = params.str("type") == Some("blacklist");
-    let mut out = Vec::new();
-    let mut seen = std::collections::BTreeSet::new();
-    for raw in &ctx.analysis.descriptor.config.exposed_ports {
-        let port_str = raw.split('/').next().unwrap_or("").trim();
-        let Ok(port) = port_str.parse::<i64>() else {
-            continue;
-        };
-        if !seen.insert(port) {
-            continue;
-        }
-        let in_list = listed.contains(&port);
-        if blacklist && in_list {
-            out.push(TriggerMatch::msg(format!(
-                "Dockerfile exposes port ({port}) which is in policy file DENIEDPORTS list"
-            )));
-        } else if !blacklist && !in_list {
-            out.push(TriggerMatch::msg(format!(
-                "Dockerfile exposes port ({port}) which is not in policy file ALLOWEDPORTS list"
-            )));
-        }
-    }
-    out
-}
-
-/// `root` for uid 0; the user part of `user:group`.
-fn normalize_user(u: &str) -> String {
-    let u = u.trim();
-    let user = u.split(':').next().unwrap_or(u).trim();
-    if user.is_empty() || user == "0" {
-        "root".into()
-    } else {
-        user.to_string()
-    }
-}
-
-fn effective_user(ctx: &TriggerContext<'_>, params: &Params) -> Vec<TriggerMatch> {
-    let user = normalize_user(ctx.analysis.descriptor.config.user.as_deref().unwrap_or(""));
-    let in_list = params
-        .list("users")
+/// The successor of an end-of-life gate, when `name` is one.
+pub fn eol_gate(name: &str) -> Option<&'static str> {
+    EOL_GATES
         .iter()
-        .any(|u| normalize_user(u) == user);
-    match params.str("type") {
-        Some("blacklist") if in_list => vec![TriggerMatch::msg(format!(
-            "User {user} found as effective user, which is explicitly not allowed list"
-        ))],
-        Some("whitelist") if !in_list => vec![TriggerMatch::msg(format!(
-            "User {user} found as effective user, which is not on the allowed list"
-        ))],
-        _ => Vec::new(),
-    }
-}
-
-fn severity_of(name: &str) -> Severity {
-    match name {
-        "negligible" => Severity::Negligible,
-        "low" => Severity::Low,
-        "medium" => Severity::Medium,
-        "high" => Severity::High,
-        "critical" => Severity::Critical,
-        _ => Severity::Unknown,
-    }
-}
-
-fn compare(op: &str, a: Severity, b: Severity) -> bool {
-    match op {
-        "=" => a == b,
-        "!=" => a != b,
-        "<" => a < b,
-        ">" => a > b,
-        "<=" => a <= b,
-        ">=" => a >= b,
-        _ => false,
-    }
-}
-
-fn vuln_package(ctx: &TriggerContext<'_>, params: &Params) -> Vec<TriggerMatch> {
-    let package_type = params.str("package_type").unwrap_or("all");
-    let op = params.str("severity_comparison").unwrap_or(">");
-    let threshold = severity_of(params.str("severity").unwrap_or("unknown"));
-    let fix_available = params.bool("fix_available");
-    let vendor_only = params.bool("vendor_only").unwrap_or(true);
-    let mut seen = std::collections::BTreeSet::new();
-    let mut out = Vec::new();
-    for f in &ctx.report.findings {
-        let os = f.package.kind.is_os();
-        match package_type {
-            "os" if !os => continue,
-            "non-os" if os => continue,
-            _ => {}
-        }
-        if f.state == FixState::NotAffected {
-            continue;
-        }
-        if vendor_only && f.state == FixState::WontFix {
-            continue;
-        }
-        if !compare(op, f.severity, threshold) {
-            continue;
-        }
-        let has_fix = f.state == FixState::Fixed || f.fixed_in.is_some();
-        if let Some(want) = fix_available {
-            if want != has_fix {
-                continue;
-            }
-        }
-        let key = f.key();
-        if !seen.insert(key.clone()) {
-            continue;
-        }
-        let fix = match &f.fixed_in {
-            Some(v) => format!("fixed in {v}"),
-            None => "no fix available".into(),
-        };
-        out.push(TriggerMatch {
-            trigger_id: Some(key),
-            message: format!(
-                "{} Vulnerability found in {} package type ({}) - {}-{} ({} - {})",
-                format!("{:?}", f.severity).to_ascii_uppercase(),
-                if os { "os" } else { "non-os" },
-                f.package.kind.as_str(),
-                f.package.name,
-                f.package.version,
-                fix,
-                f.vuln_id,
-            ),
-        });
-    }
-    out
+        .find(|(g, _)| g.eq_ignore_ascii_case(name))
+        .map(|(_, s)| *s)
 }

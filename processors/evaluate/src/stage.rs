@@ -3,11 +3,15 @@
 use async_trait::async_trait;
 use vigil_contracts::codec;
 use vigil_contracts::{
-    Action, EvaluatedImage, Evaluation, FailureKind, MatchedImage, RequestContext, StageName,
-    Subject,
+    Action, EvaluatedImage, Evaluation, FailureKind, MatchedImage, PolicyUpdated, RequestContext,
+    StageName, Subject,
 };
 use vigil_runtime::{now_millis, Outgoing, Stage, StageError};
-use vigil_store::Store;
+use vigil_store::{Store, Table};
+
+/// Meta partition indexing the (image, tag) pairs that have evaluations, so that a policy
+/// change can re-evaluate them (the typed store has no listing of evaluated images).
+pub const EVALUATED_INDEX: &str = "evaluated_images";
 
 use crate::bundle::{default_bundle, load_bundle, Bundle};
 use crate::engine::{bundle_error_evaluation, evaluate, EvalInput};
@@ -82,29 +86,120 @@ impl EvaluateStage {
         now: i64,
     ) -> Result<(Evaluation, Option<Action>), StageError> {
         let chosen = self.choose_bundle(msg.request.as_ref()).await?;
-        let digest = &msg.image_digest;
-        let analysis = self.store.get_analysis(digest).await?.ok_or_else(|| {
-            StageError::internal(format!("no stored analysis for image {digest}"))
-        })?;
-        let report = self.store.get_vuln_report(digest).await?.ok_or_else(|| {
-            StageError::internal(format!("no stored vulnerability report for image {digest}"))
-        })?;
-        let tag = analysis.descriptor.image.full_tag();
-        let previous = self.store.latest_evaluation(digest, &tag).await?;
+        self.evaluate_with(&chosen, &msg.image_digest, None, now)
+            .await?
+            .ok_or_else(|| {
+                StageError::internal(format!(
+                    "no stored analysis or vulnerability report for image {}",
+                    msg.image_digest
+                ))
+            })
+    }
+
+    /// Evaluate `digest` (as `tag`, default: the analysed tag) with a chosen bundle, store the
+    /// evaluation and index it; `None` when the analysis or report is missing.
+    async fn evaluate_with(
+        &self,
+        chosen: &Chosen,
+        digest: &str,
+        tag: Option<&str>,
+        now: i64,
+    ) -> Result<Option<(Evaluation, Option<Action>)>, StageError> {
+        let Some(analysis) = self.store.get_analysis(digest).await? else {
+            return Ok(None);
+        };
+        let Some(report) = self.store.get_vuln_report(digest).await? else {
+            return Ok(None);
+        };
+        let feeds = self.store.list_feed_states().await?;
+        let tag = tag
+            .map(String::from)
+            .unwrap_or_else(|| analysis.descriptor.image.full_tag());
+        // The previous action is that of the latest evaluation stored before this one.
+        let previous = self
+            .store
+            .evaluation_history(digest, &tag)
+            .await?
+            .into_iter()
+            .rev()
+            .find(|e| e.evaluated_at < now);
         let evaluation = match chosen {
             Chosen::Bundle(bundle) => evaluate(
-                &bundle,
+                bundle,
                 &EvalInput {
-                    analysis: &analysis,
-                    report: &report,
-                    tag: &tag,
+                    feeds: &feeds,
+                    ..EvalInput::new(&analysis, &report, &tag)
                 },
                 now,
             ),
-            Chosen::Broken { id, error } => bundle_error_evaluation(&id, digest, &tag, &error, now),
+            Chosen::Broken { id, error } => bundle_error_evaluation(id, digest, &tag, error, now),
         };
         self.store.put_evaluation(&evaluation).await?;
-        Ok((evaluation, previous.map(|p| p.final_action)))
+        self.store
+            .backend()
+            .put(
+                Table::Meta,
+                EVALUATED_INDEX,
+                &format!("{digest}|{tag}"),
+                Vec::new(),
+            )
+            .await?;
+        Ok(Some((evaluation, previous.map(|p| p.final_action))))
+    }
+
+    /// The (image digest, tag) pairs that have stored evaluations (through this stage).
+    pub async fn evaluated_images(&self) -> Result<Vec<(String, String)>, StageError> {
+        let rows = self
+            .store
+            .backend()
+            .list(Table::Meta, EVALUATED_INDEX)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(k, _)| {
+                k.split_once('|')
+                    .map(|(d, t)| (d.to_string(), t.to_string()))
+            })
+            .collect())
+    }
+
+    /// `vigil.policy.updated`: re-evaluate every evaluated image with the active bundle.
+    /// Returns one `EvaluatedImage` per image whose final action changed (notify turns
+    /// those into `policy_eval` notifications).
+    pub async fn reevaluate_all(
+        &self,
+        update: &PolicyUpdated,
+        now: i64,
+    ) -> Result<Vec<Outgoing>, StageError> {
+        let chosen = self.choose_bundle(None).await?;
+        let mut out = Vec::new();
+        for (digest, tag) in self.evaluated_images().await? {
+            let Some((evaluation, previous_action)) = self
+                .evaluate_with(&chosen, &digest, Some(&tag), now)
+                .await?
+            else {
+                continue;
+            };
+            if previous_action == Some(evaluation.final_action) {
+                continue;
+            }
+            let msg_id = format!(
+                "policy-updated-{}-{}-{digest}-{tag}",
+                update.bundle_id, update.updated_at
+            );
+            out.push(Outgoing::record(
+                Subject::Stage(StageName::Notify),
+                msg_id,
+                &EvaluatedImage {
+                    request: None,
+                    image_digest: digest,
+                    evaluation,
+                    previous_action,
+                    diff: None,
+                },
+            )?);
+        }
+        Ok(out)
     }
 }
 
@@ -114,11 +209,11 @@ impl Stage for EvaluateStage {
         StageName::Evaluate
     }
 
-    async fn handle(
-        &self,
-        _subject: &Subject,
-        payload: &[u8],
-    ) -> Result<Vec<Outgoing>, StageError> {
+    async fn handle(&self, subject: &Subject, payload: &[u8]) -> Result<Vec<Outgoing>, StageError> {
+        if *subject == Subject::PolicyUpdated {
+            let update: PolicyUpdated = codec::decode(payload)?;
+            return self.reevaluate_all(&update, now_millis()).await;
+        }
         let msg: MatchedImage = codec::decode(payload)?;
         let (evaluation, previous_action) = self.evaluate_image(&msg, now_millis()).await?;
         let msg_id = match &msg.request {

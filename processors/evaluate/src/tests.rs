@@ -128,15 +128,7 @@ fn load(v: &serde_json::Value) -> Bundle {
 
 fn run(bundle: &Bundle, a: &Analysis, r: &VulnReport) -> Evaluation {
     let tag = a.descriptor.image.full_tag();
-    evaluate(
-        bundle,
-        &EvalInput {
-            analysis: a,
-            report: r,
-            tag: &tag,
-        },
-        NOW,
-    )
+    evaluate(bundle, &EvalInput::new(a, r, &tag), NOW)
 }
 
 fn one_rule(gate: &str, trigger: &str, params: &[(&str, &str)]) -> Bundle {
@@ -652,24 +644,74 @@ fn default_bundle_stops_on_port_22_and_warns_on_medium() {
     assert_eq!(e.final_action, Action::Stop);
     assert_eq!(e.findings[0].gate, "dockerfile");
 
-    let clean = img();
-    assert_eq!(run(&b, &clean, &empty_report()).final_action, Action::Go);
-    let medium = report(vec![finding(
+    // No HEALTHCHECK, no distro (so no vulnerability data): WARN.
+    assert_eq!(run(&b, &img(), &empty_report()).final_action, Action::Warn);
+    // Healthcheck, a distro with vulnerability data, fresh feeds: GO.
+    let mut clean = img();
+    clean.descriptor.config.healthcheck = Some(vec!["CMD".into(), "true".into()]);
+    clean.distro = Some(Distro {
+        id: "debian".into(),
+        version_id: Some("12".into()),
+        ..Default::default()
+    });
+    let feeds = [FeedState {
+        feed: "debian".into(),
+        last_sync: NOW - 3_600_000,
+        namespaces: [("debian:12".to_string(), 10u64)].into_iter().collect(),
+        ..Default::default()
+    }];
+    let with_data = |mut r: VulnReport| {
+        r.namespaces_with_data = vec!["debian:12".into()];
+        r
+    };
+    let run_f = |a: &Analysis, r: &VulnReport| {
+        let tag = a.descriptor.image.full_tag();
+        evaluate(
+            &b,
+            &EvalInput {
+                feeds: &feeds,
+                ..EvalInput::new(a, r, &tag)
+            },
+            NOW,
+        )
+    };
+    assert_eq!(
+        run_f(&clean, &with_data(empty_report())).final_action,
+        Action::Go
+    );
+    // Stale feed (3 days): WARN.
+    let stale = [FeedState {
+        last_sync: NOW - 3 * 86_400_000,
+        ..feeds[0].clone()
+    }];
+    let tag = clean.descriptor.image.full_tag();
+    let r = with_data(empty_report());
+    let e = evaluate(
+        &b,
+        &EvalInput {
+            feeds: &stale,
+            ..EvalInput::new(&clean, &r, &tag)
+        },
+        NOW,
+    );
+    assert_eq!(e.final_action, Action::Warn);
+    assert_eq!(e.findings[0].trigger, "stale_feed_data");
+    let medium = with_data(report(vec![finding(
         "CVE-1",
         "a",
         PackageType::Deb,
         Severity::Medium,
         FixState::Fixed,
-    )]);
-    assert_eq!(run(&b, &clean, &medium).final_action, Action::Warn);
-    let high = report(vec![finding(
+    )]));
+    assert_eq!(run_f(&clean, &medium).final_action, Action::Warn);
+    let high = with_data(report(vec![finding(
         "CVE-1",
         "a",
         PackageType::Npm,
         Severity::High,
         FixState::NotFixed,
-    )]);
-    assert_eq!(run(&b, &clean, &high).final_action, Action::Stop);
+    )]));
+    assert_eq!(run_f(&clean, &high).final_action, Action::Stop);
 }
 
 // ---- malformed bundles ---------------------------------------------------------------------
@@ -901,6 +943,67 @@ mod stage {
     }
 
     #[tokio::test]
+    async fn policy_updated_reevaluates_evaluated_images() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store_with_image(dir.path(), &["22/tcp"]).await;
+        let stage = EvaluateStage::new(store.clone());
+        // Nothing evaluated yet: a policy update re-evaluates nothing.
+        let upd = |id: &str, at: i64| {
+            codec::encode(&PolicyUpdated {
+                bundle_id: id.into(),
+                updated_at: at,
+            })
+            .unwrap()
+        };
+        assert!(stage
+            .handle(&Subject::PolicyUpdated, &upd("x", 1))
+            .await
+            .unwrap()
+            .is_empty());
+        let (_, first) = handle(&stage, &matched(None)).await;
+        assert_eq!(first.evaluation.final_action, Action::Stop);
+        assert_eq!(
+            stage.evaluated_images().await.unwrap(),
+            vec![(DIGEST.to_string(), "r.io/app:1".to_string())]
+        );
+
+        // Activate a GO bundle and announce it.
+        let go = bundle_json(vec![], vec![]).to_string();
+        crate::policy::add_bundle(&store, &go, 1).await.unwrap();
+        let update = crate::policy::activate_bundle(&store, "b1", 2)
+            .await
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+        let outs = stage
+            .handle(&Subject::PolicyUpdated, &codec::encode(&update).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(outs.len(), 1);
+        assert_eq!(outs[0].subject, Subject::Stage(StageName::Notify));
+        assert!(outs[0].msg_id.starts_with("policy-updated-b1-2-"));
+        let ev: EvaluatedImage = codec::decode(&outs[0].payload).unwrap();
+        assert_eq!(ev.previous_action, Some(Action::Stop));
+        assert_eq!(ev.evaluation.final_action, Action::Go);
+        assert_eq!(ev.evaluation.bundle_id, "b1");
+        assert_eq!(
+            store
+                .evaluation_history(DIGEST, "r.io/app:1")
+                .await
+                .unwrap()
+                .len(),
+            2
+        );
+
+        // Redelivered (or another update with the same verdict): no change, nothing out.
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+        assert!(stage
+            .handle(&Subject::PolicyUpdated, &codec::encode(&update).unwrap())
+            .await
+            .unwrap()
+            .is_empty());
+    }
+
+    #[tokio::test]
     async fn bundle_selection_errors() {
         let dir = tempfile::tempdir().unwrap();
         let store = store_with_image(dir.path(), &[]).await;
@@ -943,5 +1046,461 @@ mod stage {
             .unwrap_err();
         assert_eq!(err.kind, FailureKind::Internal);
         assert!(err.is_transient());
+    }
+}
+
+// ---- validation: size, cross-parameter checks, names -----------------------------------------
+
+#[test]
+fn rejects_a_10_mb_bundle_with_a_clear_error() {
+    let mut v = bundle_json(vec![], vec![]);
+    v["comment"] = json!("x".repeat(10 * 1024 * 1024));
+    let e = load_bundle(&v.to_string()).unwrap_err();
+    assert!(matches!(e, PolicyError::TooLarge { .. }), "{e}");
+    assert!(e.to_string().contains("too large"), "{e}");
+}
+
+#[test]
+fn each_malformed_rule_names_policy_rule_and_parameter() {
+    let cases: Vec<(serde_json::Value, &str)> = vec![
+        // missing required parameter
+        (
+            rule("files", "name_match", "STOP", &[]),
+            "missing required parameter \"regex\"",
+        ),
+        // invalid regex
+        (
+            rule("files", "name_match", "STOP", &[("regex", "([")]),
+            "\"regex\" value \"([\" is invalid",
+        ),
+        // wrong types
+        (
+            rule(
+                "vulnerabilities",
+                "stale_feed_data",
+                "WARN",
+                &[("max_days_since_sync", "two")],
+            ),
+            "expected an integer",
+        ),
+        (
+            rule(
+                "vulnerabilities",
+                "package",
+                "WARN",
+                &[("package_type", "all"), ("cvss_v3_base_score", "high")],
+            ),
+            "\"cvss_v3_base_score\"",
+        ),
+        (
+            rule(
+                "vulnerabilities",
+                "package",
+                "WARN",
+                &[("package_type", "all"), ("fix_available", "yes")],
+            ),
+            "expected true or false",
+        ),
+        (
+            rule(
+                "files",
+                "attribute_match",
+                "STOP",
+                &[("filename", "/x"), ("mode", "999")],
+            ),
+            "\"mode\"",
+        ),
+        // unknown parameter
+        (
+            rule("always", "always", "STOP", &[("nope", "1")]),
+            "unknown parameter \"nope\"",
+        ),
+        // cross-parameter checks
+        (
+            rule(
+                "metadata",
+                "attribute",
+                "STOP",
+                &[("attribute", "size"), ("check", ">"), ("value", "big")],
+            ),
+            "\"value\" value \"big\" is invalid",
+        ),
+        (
+            rule(
+                "metadata",
+                "attribute",
+                "STOP",
+                &[("attribute", "distro"), ("check", "=")],
+            ),
+            "\"value\"",
+        ),
+        (
+            rule(
+                "dockerfile",
+                "instruction",
+                "STOP",
+                &[("instruction", "RUN"), ("check", "like"), ("value", "(")],
+            ),
+            "invalid regex",
+        ),
+        (
+            rule(
+                "dockerfile",
+                "instruction",
+                "STOP",
+                &[("instruction", "BOGUS"), ("check", "exists")],
+            ),
+            "\"instruction\"",
+        ),
+        (
+            rule(
+                "vulnerabilities",
+                "package",
+                "STOP",
+                &[("package_type", "all"), ("max_days_since_fix", "3")],
+            ),
+            "requires fix_available=true",
+        ),
+        (
+            rule(
+                "retrieved_files",
+                "content_regex",
+                "STOP",
+                &[("path", "/etc/x"), ("regex", "a"), ("check", "sometimes")],
+            ),
+            "\"check\"",
+        ),
+    ];
+    for (r, want) in cases {
+        let id = r["id"].as_str().unwrap().to_string();
+        let e = err_of(vec![r]);
+        let s = e.to_string();
+        assert!(
+            s.contains("policy \"p1\"") && s.contains(&format!("rule {id:?}")),
+            "{s}"
+        );
+        assert!(s.contains(want), "{s} should contain {want}");
+    }
+}
+
+#[test]
+fn eol_gate_names_its_successor_and_param_names_are_case_insensitive() {
+    let e = err_of(vec![rule("secretcheck", "contentregexcheck", "STOP", &[])]);
+    assert!(
+        e.to_string().contains("end-of-life") && e.to_string().contains("secret_scans"),
+        "{e}"
+    );
+    let b = load(&bundle_json(
+        vec![rule(
+            "Dockerfile",
+            "Exposed_Ports",
+            "stop",
+            &[("PORTS", "22"), ("Type", "BLACKLIST")],
+        )],
+        vec![],
+    ));
+    let a = analysis("r.io/app", Some("1"), &["22/tcp"], None);
+    let e = run(&b, &a, &empty_report());
+    assert_eq!(e.final_action, Action::Stop);
+    assert_eq!(
+        (e.findings[0].gate.as_str(), e.findings[0].trigger.as_str()),
+        ("dockerfile", "exposed_ports")
+    );
+}
+
+#[test]
+fn all_40_triggers_accept_their_defaults() {
+    for g in crate::gates::GATES {
+        for t in g.triggers {
+            let params: Vec<(&str, &str)> = t
+                .params
+                .iter()
+                .filter(|p| p.required)
+                .map(|p| {
+                    let v = match p.kind {
+                        crate::gates::ParamKind::Int | crate::gates::ParamKind::CsvInt => "1",
+                        crate::gates::ParamKind::Octal => "644",
+                        crate::gates::ParamKind::Bool => "true",
+                        crate::gates::ParamKind::Float => "1.0",
+                        crate::gates::ParamKind::Enum(vals) => vals[0],
+                        _ => "x",
+                    };
+                    (p.name, v)
+                })
+                .collect();
+            let mut params = params;
+            if g.name == "dockerfile" && t.name == "instruction" {
+                params.push(("value", "x"));
+            }
+            if g.name == "metadata" {
+                params.push(("value", "x"));
+            }
+            let b = bundle_json(vec![rule(g.name, t.name, "WARN", &params)], vec![]);
+            load_bundle(&b.to_string()).unwrap_or_else(|e| panic!("{}.{}: {e}", g.name, t.name));
+        }
+    }
+}
+
+// ---- allowlists: version scope and OpenVEX ---------------------------------------------------
+
+fn vuln_bundle(items: Vec<serde_json::Value>) -> Bundle {
+    load(&bundle_json(
+        vec![rule(
+            "vulnerabilities",
+            "package",
+            "STOP",
+            &[("package_type", "all")],
+        )],
+        items,
+    ))
+}
+
+fn versioned(id: &str, pkg: &str, version: &str) -> Finding {
+    let mut f = finding(id, pkg, PackageType::Deb, Severity::High, FixState::Fixed);
+    f.package.version = version.into();
+    f
+}
+
+#[test]
+fn allowlist_item_scoped_to_package_version() {
+    let b = vuln_bundle(vec![json!({"id": "only-1.0", "gate": "vulnerabilities",
+        "trigger_id": "CVE-1+openssl", "package_version": "1.0"})]);
+    let r = report(vec![versioned("CVE-1", "openssl", "1.0")]);
+    let e = run(&b, &img(), &r);
+    assert_eq!(e.final_action, Action::Go);
+    assert_eq!(e.findings[0].allowlist_id.as_deref(), Some("only-1.0"));
+    let r = report(vec![versioned("CVE-1", "openssl", "1.1")]);
+    let e = run(&b, &img(), &r);
+    assert_eq!(
+        e.final_action,
+        Action::Stop,
+        "another version is not covered"
+    );
+    assert!(!e.findings[0].allowlisted);
+    // Wildcard versions and expired items.
+    let b = vuln_bundle(vec![
+        json!({"id": "old", "gate": "vulnerabilities", "trigger_id": "CVE-1+*", "expires_on": "2020-01-01T00:00:00Z"}),
+        json!({"id": "any-1", "gate": "vulnerabilities", "trigger_id": "CVE-1+*", "package_version": "1.*"}),
+    ]);
+    let e = run(
+        &b,
+        &img(),
+        &report(vec![versioned("CVE-1", "openssl", "1.1")]),
+    );
+    assert_eq!(e.findings[0].allowlist_id.as_deref(), Some("any-1"));
+}
+
+const VEX: &str = r#"{
+  "@context": "https://openvex.dev/ns/v0.2.0",
+  "@id": "https://example.com/vex/1",
+  "author": "sec team",
+  "timestamp": "2026-01-01T00:00:00Z",
+  "version": 1,
+  "statements": [
+    {"@id": "st-1", "vulnerability": {"name": "CVE-1", "aliases": ["GHSA-xxxx"]},
+     "products": [{"@id": "pkg:oci/app", "subcomponents": [{"@id": "pkg:deb/debian/openssl@1.0?arch=amd64"}]}],
+     "status": "not_affected", "justification": "vulnerable_code_not_in_execute_path"},
+    {"vulnerability": {"name": "CVE-2"}, "products": [{"@id": "pkg:oci/app"}], "status": "fixed"},
+    {"vulnerability": {"name": "CVE-3"}, "products": [{"@id": "pkg:deb/debian/zlib@1.0"}], "status": "affected"},
+    {"vulnerability": "CVE-4", "products": ["pkg:pypi/Django@3.2"], "status": "not_affected",
+     "impact_statement": "we do not use the ORM"}
+  ]
+}"#;
+
+#[test]
+fn openvex_statements_become_allowlist_items_with_justification() {
+    let al = crate::allowlist_from_openvex(VEX).unwrap();
+    assert_eq!(al.id, "https://example.com/vex/1");
+    let b = vuln_bundle(vec![]);
+    let mut django = versioned("CVE-4", "Django", "3.2");
+    django.package.kind = PackageType::Python;
+    let r = report(vec![
+        versioned("CVE-1", "openssl", "1.0"),
+        versioned("CVE-1", "openssl", "1.1"),
+        versioned("CVE-2", "curl", "8.0"),
+        versioned("CVE-3", "zlib", "1.0"),
+        django,
+    ]);
+    let a = img();
+    let tag = a.descriptor.image.full_tag();
+    let lists = [al];
+    let e = evaluate(
+        &b,
+        &EvalInput {
+            extra_allowlists: &lists,
+            ..EvalInput::new(&a, &r, &tag)
+        },
+        NOW,
+    );
+    let by: std::collections::BTreeMap<(String, String), Option<String>> = e
+        .findings
+        .iter()
+        .map(|f| {
+            (
+                (f.trigger_id.clone(), f.message.clone()),
+                f.allowlist_id.clone(),
+            )
+        })
+        .collect();
+    let allow = |id: &str, ver: &str| {
+        by.iter()
+            .find(|((t, m), _)| t == id && m.contains(&format!("-{ver} ")))
+            .map(|(_, a)| a.clone())
+            .unwrap()
+    };
+    assert_eq!(
+        allow("CVE-1+openssl", "1.0").as_deref(),
+        Some("openvex:st-1: vulnerable_code_not_in_execute_path")
+    );
+    assert_eq!(
+        allow("CVE-1+openssl", "1.1"),
+        None,
+        "the statement is for 1.0 only"
+    );
+    assert_eq!(
+        allow("CVE-2+curl", "8.0").as_deref(),
+        Some("openvex:https://example.com/vex/1#1: fixed"),
+        "a statement about the image covers every package"
+    );
+    assert_eq!(
+        allow("CVE-3+zlib", "1.0"),
+        None,
+        "affected is not an allowlist"
+    );
+    assert_eq!(
+        allow("CVE-4+Django", "3.2").as_deref(),
+        Some("openvex:https://example.com/vex/1#3: we do not use the ORM")
+    );
+    assert_eq!(e.final_action, Action::Stop);
+
+    assert!(matches!(
+        crate::allowlist_from_openvex("{}"),
+        Err(crate::OpenVexError::Structure(_))
+    ));
+    assert!(matches!(
+        crate::allowlist_from_openvex("nope"),
+        Err(crate::OpenVexError::Json(_))
+    ));
+}
+
+// ---- rendering -------------------------------------------------------------------------------
+
+#[test]
+fn table_and_json_show_anchore_columns() {
+    let b = load(&bundle_json(
+        vec![
+            rule(
+                "dockerfile",
+                "exposed_ports",
+                "STOP",
+                &[("ports", "22"), ("type", "blacklist")],
+            ),
+            rule(
+                "vulnerabilities",
+                "package",
+                "WARN",
+                &[("package_type", "all")],
+            ),
+        ],
+        vec![json!({"id": "wl-1", "gate": "vulnerabilities", "trigger_id": "CVE-1+*"})],
+    ));
+    let a = analysis("r.io/app", Some("1"), &["22/tcp"], None);
+    let e = run(&b, &a, &report(vec![versioned("CVE-1", "openssl", "1.0")]));
+    let t = crate::render_table(&e);
+    assert!(t.contains("Status: fail"), "{t}");
+    assert!(
+        t.contains("Final Action: STOP (reason: policy_evaluation)"),
+        "{t}"
+    );
+    let header = t.lines().find(|l| l.starts_with("Gate")).unwrap();
+    for c in crate::render::TABLE_COLUMNS {
+        assert!(header.contains(c), "{header}");
+    }
+    assert!(t.contains("true (wl-1)"), "{t}");
+    assert!(t.contains("CVE-1+openssl"), "{t}");
+    let stop_line = t.lines().position(|l| l.contains("DENIEDPORTS")).unwrap();
+    let warn_line = t.lines().position(|l| l.contains("CVE-1+openssl")).unwrap();
+    assert!(stop_line < warn_line, "STOP rows first");
+    let j = crate::render_json(&e);
+    assert_eq!(j["status"], "fail");
+    assert_eq!(j["findings"].as_array().unwrap().len(), 2);
+    let wl = j["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["whitelisted"] == true)
+        .unwrap();
+    assert_eq!(wl["whitelist_id"], "wl-1");
+    assert_eq!(wl["policy_id"], "p1");
+    assert_eq!(wl["gate_action"], "WARN");
+}
+
+// ---- bundle storage and history -----------------------------------------------------------
+
+mod storage {
+    use super::*;
+    use crate::policy;
+    use vigil_store::Store;
+
+    #[tokio::test]
+    async fn add_list_get_activate_delete_and_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_embedded(&dir.path().join("s.redb")).unwrap();
+        // Invalid bundles are not stored.
+        let bad = bundle_json(vec![rule("nosuch", "x", "STOP", &[])], vec![]).to_string();
+        assert!(matches!(
+            policy::add_bundle(&store, &bad, 1).await,
+            Err(policy::PolicyStoreError::Invalid(_))
+        ));
+        let good = bundle_json(vec![rule("always", "always", "WARN", &[])], vec![]).to_string();
+        let stored = policy::add_bundle(&store, &good, 1).await.unwrap();
+        assert_eq!((stored.id.as_str(), stored.active), ("b1", false));
+        let mut other = bundle_json(vec![], vec![]);
+        other["id"] = json!("b2");
+        policy::add_bundle(&store, &other.to_string(), 2)
+            .await
+            .unwrap();
+        assert_eq!(policy::list_bundles(&store).await.unwrap().len(), 2);
+
+        // The default applies until a bundle is activated.
+        assert_eq!(
+            policy::active_bundle(&store).await.unwrap().id,
+            "vigil_default_bundle"
+        );
+        let upd = policy::activate_bundle(&store, "b1", 5).await.unwrap();
+        assert_eq!((upd.bundle_id.as_str(), upd.updated_at), ("b1", 5));
+        assert!(policy::get_bundle(&store, "b1").await.unwrap().active);
+        assert_eq!(policy::active_bundle(&store).await.unwrap().id, "b1");
+        assert!(matches!(
+            policy::delete_bundle(&store, "b1").await,
+            Err(policy::PolicyStoreError::Active(_))
+        ));
+        policy::delete_bundle(&store, "b2").await.unwrap();
+        assert!(matches!(
+            policy::get_bundle(&store, "b2").await,
+            Err(policy::PolicyStoreError::NotFound(_))
+        ));
+        assert!(policy::activate_bundle(&store, "b2", 6).await.is_err());
+
+        // Interactive evaluation is not stored.
+        let a = analysis("r.io/app", Some("1"), &[], None);
+        store.put_analysis(&a).await.unwrap();
+        store.put_vuln_report(&empty_report()).await.unwrap();
+        let bundle = policy::active_bundle(&store).await.unwrap();
+        let e = policy::evaluate_stored(&store, &bundle, DIGEST, None, &[], NOW)
+            .await
+            .unwrap();
+        assert_eq!(e.final_action, Action::Warn);
+        assert!(policy::history(&store, DIGEST, "r.io/app:1")
+            .await
+            .unwrap()
+            .is_empty());
+        store.put_evaluation(&e).await.unwrap();
+        let h = policy::history(&store, DIGEST, "r.io/app:1").await.unwrap();
+        assert_eq!(h, vec![e]);
+        assert!(policy::history(&store, DIGEST, "r.io/app:2")
+            .await
+            .unwrap()
+            .is_empty());
     }
 }

@@ -1,6 +1,9 @@
 //! Index the largest testbed layer and print the throughput in MB/s of uncompressed tar.
 //!
-//! `cargo run --release -p vigil-extract --example extract_bench [-- ROUNDS]`
+//! `cargo run --release -p vigil-extract --example extract_bench [-- ROUNDS [plain|hash|secrets|binaries]]`
+//!
+//! `plain` turns the stream-time detectors (secrets, binaries, Java archives) off;
+//! `hash` also computes every file's sha256; `secrets` and `binaries` run only those.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -12,6 +15,24 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(3);
+    let mut limits = ExtractLimits::default();
+    match std::env::args().nth(2).as_deref() {
+        Some("plain") => {
+            limits.secret_scan = false;
+            limits.binary_scan = false;
+            limits.java_scan = false;
+        }
+        Some("hash") => limits.hash_files = true,
+        Some("secrets") => {
+            limits.binary_scan = false;
+            limits.java_scan = false;
+        }
+        Some("binaries") => {
+            limits.secret_scan = false;
+            limits.java_scan = false;
+        }
+        _ => {}
+    }
     let oci = vigil_testkit::testbed::images_dir().join("oci");
     // Every layer blob of every layout: the largest is the one named by a manifest's
     // layers with the greatest size.
@@ -44,13 +65,15 @@ fn main() {
     for _ in 0..rounds {
         let f = std::io::BufReader::new(std::fs::File::open(&path).unwrap());
         let t = Instant::now();
-        let idx = index_layer(f, &digest, &ExtractLimits::default()).expect("index");
+        let idx = index_layer(f, &digest, &limits).expect("index");
         let secs = t.elapsed().as_secs_f64();
         let mbs = idx.uncompressed_size as f64 / 1e6 / secs;
         println!(
-            "{} entries, {} kept, {:.1} MB uncompressed in {:.3} s: {:.0} MB/s",
+            "{} entries, {} kept, {} packages, {} secrets, {:.1} MB uncompressed in {:.3} s: {:.0} MB/s",
             idx.entries.len(),
             idx.kept.len(),
+            idx.packages.len(),
+            idx.secrets.len(),
             idx.uncompressed_size as f64 / 1e6,
             secs,
             mbs

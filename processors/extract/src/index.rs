@@ -7,9 +7,11 @@ use std::io::{BufRead, BufReader, Read};
 use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
-use vigil_contracts::{EntryKind, FailureKind, FileEntry, KeptFile, LayerIndex};
+use vigil_contracts::{EntryKind, FailureKind, FileEntry, LayerIndex};
 
-use crate::path::{normalize, wanted};
+use crate::detect::secrets::{self, SecretRule};
+use crate::detect::FileScan;
+use crate::path::normalize;
 use crate::EXTRACTOR_VERSION;
 
 /// Limits that bound what one layer may cost.
@@ -24,6 +26,37 @@ pub struct ExtractLimits {
     pub max_entries: u64,
     /// Most bytes kept of one file analysis needs; longer files are cut and marked.
     pub max_kept_file_bytes: u64,
+    /// Compute the sha256 of every regular file into `FileEntry.sha256` (costs a hash of
+    /// every byte; off by default).
+    pub hash_files: bool,
+    /// Extra files whose bytes are kept ("retrieved files"), exact paths or globs (`*`
+    /// within one segment), on top of what analysis needs.
+    pub retrieve_files: Vec<String>,
+    /// Most bytes kept of one retrieved file; longer files are cut and marked.
+    pub retrieve_max_bytes: u64,
+    /// Search regular text files for secrets.
+    pub secret_scan: bool,
+    /// Files larger than this are not searched for secrets.
+    pub secret_max_file_bytes: u64,
+    /// Secret rules (name, regex); several rules may share a name. Replaces the defaults
+    /// when set.
+    pub secret_rules: Vec<SecretRule>,
+    /// Regexes of matches never reported (documentation example keys).
+    pub secret_allow: Vec<String>,
+    /// Look into ELF files for Go build info and cargo-auditable data, and into runtime
+    /// binaries (python, node, java, busybox) for their versions.
+    pub binary_scan: bool,
+    /// ELF files up to this size are read whole (bounded memory); larger ones are only
+    /// searched, in a stream, for Go ≥ 1.18 build info.
+    pub max_binary_bytes: u64,
+    /// Read Java archives (jar, war, ear, jpi, hpi), nested ones included.
+    pub java_scan: bool,
+    /// Largest Java archive (in the layer, or nested and decompressed) read.
+    pub java_max_archive_bytes: u64,
+    /// Deepest nesting of Java archives read (the outer one is 1).
+    pub java_max_depth: u32,
+    /// Most decompressed bytes read from the entries of one outer Java archive.
+    pub java_max_decompressed_bytes: u64,
 }
 
 impl Default for ExtractLimits {
@@ -33,6 +66,19 @@ impl Default for ExtractLimits {
             max_total_bytes: 16 << 30,
             max_entries: 1_000_000,
             max_kept_file_bytes: 8 << 20,
+            hash_files: false,
+            retrieve_files: vec!["/etc/passwd".into()],
+            retrieve_max_bytes: 1000 * 1024,
+            secret_scan: true,
+            secret_max_file_bytes: 1 << 20,
+            secret_rules: secrets::default_rules(),
+            secret_allow: secrets::default_allow(),
+            binary_scan: true,
+            max_binary_bytes: 32 << 20,
+            java_scan: true,
+            java_max_archive_bytes: 64 << 20,
+            java_max_depth: 5,
+            java_max_decompressed_bytes: 256 << 20,
         }
     }
 }
@@ -53,6 +99,8 @@ pub enum ExtractError {
     TooManyEntries { layer: String, limit: u64 },
     #[error("layer {layer} is corrupt: {message}")]
     Corrupt { layer: String, message: String },
+    #[error("invalid extract configuration: {0}")]
+    Config(String),
 }
 
 impl ExtractError {
@@ -60,6 +108,7 @@ impl ExtractError {
     pub fn kind(&self) -> FailureKind {
         match self {
             ExtractError::Corrupt { .. } => FailureKind::MalformedImage,
+            ExtractError::Config(_) => FailureKind::Internal,
             _ => FailureKind::LimitExceeded,
         }
     }
@@ -145,6 +194,7 @@ pub fn index_layer(
     limits: &ExtractLimits,
 ) -> Result<LayerIndex, ExtractError> {
     let layer = || layer_digest.to_string();
+    let mut scan = FileScan::new(limits).map_err(|e| ExtractError::Config(e.to_string()))?;
     let corrupt = |what: &str, e: &dyn std::fmt::Display| ExtractError::Corrupt {
         layer: layer(),
         message: format!("{what}: {e}"),
@@ -240,7 +290,7 @@ pub fn index_layer(
             }
         });
         let h = entry.header();
-        let fe = FileEntry {
+        let mut fe = FileEntry {
             path: epath,
             kind,
             mode: h.mode().unwrap_or(0),
@@ -250,22 +300,9 @@ pub fn index_layer(
             link,
             sha256: None,
         };
-        if kind == EntryKind::File && wanted(&fe.path) {
-            let cap = limits.max_kept_file_bytes;
-            let mut content = Vec::with_capacity(size.min(cap) as usize);
-            (&mut entry)
-                .take(cap)
-                .read_to_end(&mut content)
+        if kind == EntryKind::File {
+            scan.file(&mut entry, &mut fe, &mut idx)
                 .map_err(|e| map_io(&format!("reading {}", fe.path), e))?;
-            if size > cap {
-                idx.warnings
-                    .push(format!("{} is {size} bytes; kept the first {cap}", fe.path));
-            }
-            idx.kept.push(KeptFile {
-                path: fe.path.clone(),
-                truncated: size > cap,
-                content,
-            });
         }
         idx.entries.push(fe);
     }

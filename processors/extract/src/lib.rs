@@ -5,8 +5,13 @@
 //!
 //! * [`index_layer`]: the pure streaming core (sync `Read` in, `LayerIndex` out).
 //! * [`path`]: path normalisation and the declarative keep list ([`path::KEEP_RULES`]).
+//! * [`detect`]: what is found while the layer streams, each a pure function over bytes:
+//!   secrets, Go build info, cargo-auditable data, Java archives (nested), runtime
+//!   binaries; plus optional sha256 of every file and the configurable retrieved files.
+//!   Results land in `LayerIndex.{secrets, packages, kept}` and `FileEntry.sha256`.
 //! * [`ExtractStage`]: the stage: blob cache in, layer index to the store, blob deleted.
 
+pub mod detect;
 pub mod index;
 pub mod path;
 
@@ -19,11 +24,12 @@ use vigil_runtime::blobs::{BlobError, BlobStore};
 use vigil_runtime::{Outgoing, Stage, StageError};
 use vigil_store::Store;
 
+pub use detect::secrets::SecretRule;
 pub use index::{detect, index_layer, Detected, ExtractError, ExtractLimits};
 pub use path::{glob_match, normalize, wanted, KEEP_RULES};
 
 /// Version of the index format; an index written by another version is redone.
-pub const EXTRACTOR_VERSION: u32 = 1;
+pub const EXTRACTOR_VERSION: u32 = 2;
 
 impl From<ExtractError> for StageError {
     fn from(e: ExtractError) -> Self {

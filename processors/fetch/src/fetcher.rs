@@ -116,6 +116,67 @@ impl Fetcher {
         }
     }
 
+    /// The platforms of a multi-platform image (`--platform all`): the index digest and
+    /// its platforms, in index order, without attestation entries (`unknown/unknown`).
+    /// `None` when the source is a single image.
+    pub async fn index_platforms(
+        &self,
+        source: &str,
+    ) -> Result<Option<(String, Vec<String>)>, FetchError> {
+        let src = parse_source(source)?;
+        let (image, bytes) = match &src {
+            Source::Registry(r) => {
+                let h = self.registries.handle(r).await?;
+                let top = h.manifest(None, self.config.max_manifest_bytes).await?;
+                if let Some(d) = &r.digest {
+                    verify(&h.image, &format!("manifest {d}"), d, &top)?;
+                }
+                (h.image.clone(), top)
+            }
+            Source::OciDir { path, reference } => {
+                let image = src.display();
+                let bytes = tokio::fs::read(path.join("index.json"))
+                    .await
+                    .map_err(|e| io_err(&image, "index.json", e))?;
+                let Parsed::Index { manifests } =
+                    parse_manifest(&bytes).map_err(|e| manifest_err(&image, "index.json", e))?
+                else {
+                    return Ok(None);
+                };
+                const REF: &str = "org.opencontainers.image.ref.name";
+                let entry = match reference {
+                    Some(r) => manifests
+                        .iter()
+                        .find(|m| m.annotations.get(REF).map(String::as_str) == Some(r.as_str())),
+                    None if manifests.len() == 1 => manifests.first(),
+                    // index.json itself lists the platforms.
+                    None => None,
+                };
+                match entry {
+                    Some(e) => {
+                        let ms = ManifestSource::OciDir(path);
+                        let b = self.read_manifest(&ms, &image, &e.digest).await?;
+                        (image, b)
+                    }
+                    None => (image, bytes),
+                }
+            }
+            Source::DockerArchive { .. } | Source::Dir { .. } => return Ok(None),
+        };
+        match parse_manifest(&bytes).map_err(|e| manifest_err(&image, "manifest", e))? {
+            Parsed::Index { manifests } => {
+                let platforms: Vec<String> = manifests
+                    .iter()
+                    .filter_map(|m| m.platform.as_ref().map(|p| p.to_platform()))
+                    .filter(|p| p.os != "unknown" && p.architecture != "unknown")
+                    .map(|p| p.to_string())
+                    .collect();
+                Ok(Some((sha256_digest(&bytes), platforms)))
+            }
+            Parsed::Manifest { .. } => Ok(None),
+        }
+    }
+
     async fn read_manifest(
         &self,
         ms: &ManifestSource<'_>,

@@ -44,6 +44,9 @@ impl FetchStage {
         if let Some(text) = &req.sbom {
             return self.import_sbom(&ctx, text).await;
         }
+        if ctx.platform.as_deref() == Some("all") {
+            return self.fan_out_platforms(&req).await;
+        }
         let resolved = self
             .fetcher
             .resolve(&ctx.source, ctx.platform.as_deref())
@@ -94,7 +97,67 @@ impl FetchStage {
     }
 }
 
+/// The request id of one platform of a `--platform all` request.
+pub fn platform_request_id(parent: &str, platform: &str) -> String {
+    format!("{parent}-{}", platform.replace('/', "-"))
+}
+
 impl FetchStage {
+    /// `--platform all`: one request per platform of the index, each linked to the index
+    /// digest, plus a result for the parent request that names them. A single-platform
+    /// image is scanned as it is.
+    async fn fan_out_platforms(&self, req: &ScanRequest) -> Result<Vec<Outgoing>, StageError> {
+        let ctx = &req.request;
+        let listed = self.fetcher.index_platforms(&ctx.source).await?;
+        let (index_digest, platforms) = match listed {
+            Some((d, p)) if !p.is_empty() => (d, p),
+            _ => {
+                // Not an index: the image's own platform, whatever it is.
+                let mut single = req.clone();
+                single.request.platform = None;
+                let resolved = self.fetcher.resolve(&ctx.source, None).await;
+                if let Ok(r) = &resolved {
+                    single.request.platform = Some(r.descriptor.image.platform.clone());
+                }
+                return Box::pin(self.process(single)).await;
+            }
+        };
+        let mut outs = Vec::new();
+        let mut ids = Vec::new();
+        for p in &platforms {
+            let mut child = req.clone();
+            child.request.request_id = platform_request_id(&ctx.request_id, p);
+            child.request.platform = Some(p.clone());
+            child.request.index_digest = Some(index_digest.clone());
+            ids.push(child.request.request_id.clone());
+            outs.push(Outgoing::record(
+                Subject::ScanRequest,
+                format!("req-{}", child.request.request_id),
+                &child,
+            )?);
+        }
+        let parent = vigil_contracts::ScanResult {
+            request_id: ctx.request_id.clone(),
+            status: vigil_contracts::ScanStatus::Succeeded,
+            source: ctx.source.clone(),
+            image_digest: Some(index_digest),
+            tag: None,
+            summary: None,
+            failure: None,
+            completed_at: vigil_runtime::now_millis(),
+            report: None,
+            platform_requests: ids,
+        };
+        self.store.put_scan_result(&parent).await?;
+        outs.push(Outgoing::record(
+            Subject::Result(ctx.request_id.clone()),
+            format!("result-{}", ctx.request_id),
+            &parent,
+        )?);
+        tracing::info!(platforms = platforms.len(), "one request per platform");
+        Ok(outs)
+    }
+
     /// An SBOM submitted instead of an image: its packages become the analysis, and the
     /// request goes straight to matching.
     async fn import_sbom(

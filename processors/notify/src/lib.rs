@@ -174,8 +174,7 @@ impl NotifyStage {
                             .collect(),
                         dockerfile: analysis.dockerfile.clone(),
                         from_sbom: analysis.from_sbom,
-                    }),
-                })
+                    }), platform_requests: Vec::new(), })
                 .await?;
             outs.push(Outgoing::record(
                 Subject::Result(req.request_id.clone()),
@@ -245,8 +244,7 @@ impl NotifyStage {
                 summary: None,
                 failure: Some(msg.failure.clone()),
                 completed_at: now_millis(),
-                report: None,
-            })
+                report: None, platform_requests: Vec::new(), })
             .await?;
         let failure: Failure = result.failure.clone().unwrap_or(msg.failure.clone());
         let mut outs = vec![Outgoing::record(

@@ -69,8 +69,7 @@ pub fn failure_outputs(
                     summary: None,
                     failure: Some(failure),
                     completed_at: now_millis(),
-                    report: None,
-                },
+                    report: None, platform_requests: Vec::new(), },
             )
         } else {
             Outgoing::record(

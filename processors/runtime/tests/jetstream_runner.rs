@@ -50,8 +50,7 @@ impl Stage for Flaky {
                 summary: None,
                 failure: None,
                 completed_at: 0,
-                report: None,
-            },
+                report: None, platform_requests: Vec::new(), },
         )?])
     }
 }

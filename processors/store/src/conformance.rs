@@ -1019,8 +1019,7 @@ async fn typed_scan_result(s: &Store, x: &str) {
         }),
         failure: None,
         completed_at: 100,
-        report: None,
-    };
+        report: None, platform_requests: Vec::new(), };
     let second = ScanResult {
         request_id: id.clone(),
         status: ScanStatus::Failed,
@@ -1034,8 +1033,7 @@ async fn typed_scan_result(s: &Store, x: &str) {
             message: "late duplicate".into(),
         }),
         completed_at: 200,
-        report: None,
-    };
+        report: None, platform_requests: Vec::new(), };
     assert!(
         ok("put_scan_result", s.put_scan_result(&first).await),
         "the first result is stored"

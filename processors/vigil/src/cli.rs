@@ -51,6 +51,11 @@ pub enum Cmd {
         #[command(flatten)]
         scan: ScanArgs,
     },
+    /// Policy bundles: add, list, get, activate, delete, validate, eval, history.
+    Policy {
+        #[command(subcommand)]
+        cmd: crate::policy_cmd::PolicyCmd,
+    },
     /// Vulnerability feeds.
     Feeds {
         #[command(subcommand)]
@@ -180,6 +185,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Cmd::Scan(a) => scan(cfg, a, Format::Table).await,
         Cmd::Sbom { scan: a } => scan(cfg, a, Format::CyclonedxJson).await,
         Cmd::Feeds { cmd } => feeds(cfg, cmd).await,
+        Cmd::Policy { cmd } => crate::policy_cmd::run(cfg, cmd).await,
         Cmd::Run { stages, nats } => run(apply_nats(cfg, &nats), stages).await,
         Cmd::Submit {
             source,
@@ -219,7 +225,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn apply_nats(mut cfg: Config, a: &NatsArgs) -> Config {
+pub fn apply_nats(mut cfg: Config, a: &NatsArgs) -> Config {
     if let Some(u) = &a.nats {
         cfg.nats.url = u.clone();
     }

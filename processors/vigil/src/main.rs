@@ -2,6 +2,7 @@
 //! JetStream (`run`), feed sync (`feeds sync`) and request submission (`submit`).
 
 mod cli;
+mod policy_cmd;
 mod report;
 mod wiring;
 
