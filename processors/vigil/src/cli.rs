@@ -354,14 +354,46 @@ async fn scan(mut cfg: Config, a: ScanArgs, default_format: Format) -> Result<Ex
     if interactive {
         eprint!("\r\x1b[2K");
     }
-    let Some(result) = collected.results.into_iter().next() else {
+    // `--platform all` ends in one result per platform after the parent's announcement.
+    let results: Vec<ScanResult> = collected
+        .results
+        .into_iter()
+        .filter(|r| r.platform_requests.is_empty())
+        .collect();
+    if results.is_empty() {
         bail!("the scan ended without a result (this is a bug)");
-    };
-    print!("{}", report::render(&result, output)?);
-    if let Some(f) = &result.failure {
-        eprintln!("vigil: scan failed in {}: {}", f.stage, f.message);
     }
-    Ok(exit_code(&result, a.fail_on_policy))
+    print_results(&results, output, a.fail_on_policy)
+}
+
+/// Print one report, or for several platforms a JSON array (JSON formats) or one table
+/// after the other; the exit code is the worst of them.
+fn print_results(results: &[ScanResult], output: Format, fail_on_policy: bool) -> Result<ExitCode> {
+    if let [one] = results {
+        print!("{}", report::render(one, output)?);
+    } else if output == Format::Table {
+        for r in results {
+            print!("{}", report::render(r, output)?);
+            println!();
+        }
+    } else {
+        let docs: Vec<serde_json::Value> = results
+            .iter()
+            .map(|r| Ok(serde_json::from_str(&report::render(r, output)?)?))
+            .collect::<Result<_>>()?;
+        println!("{}", serde_json::to_string_pretty(&docs)?);
+    }
+    let mut code = ExitCode::SUCCESS;
+    for r in results {
+        if let Some(f) = &r.failure {
+            eprintln!("vigil: {} failed in {}: {}", r.source, f.stage, f.message);
+        }
+        let c = exit_code(r, fail_on_policy);
+        if c != ExitCode::SUCCESS && code != ExitCode::from(2) {
+            code = c;
+        }
+    }
+    Ok(code)
 }
 
 async fn feeds(mut cfg: Config, cmd: FeedsCmd) -> Result<ExitCode> {
@@ -628,12 +660,39 @@ async fn submit(cfg: Config, request: RequestContext, o: SubmitOptions) -> Resul
         println!("{id}");
         return Ok(ExitCode::SUCCESS);
     };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
+    let result = next_result(consumer, &id, deadline).await?;
+    if result.platform_requests.is_empty() {
+        return print_results(&[result], output, fail_on_policy);
+    }
+    // `--platform all`: wait for every platform's own result.
+    let stream = js
+        .get_stream(vigil_contracts::streams::results_stream(&subjects).name)
+        .await?;
+    let mut results = Vec::new();
+    for child in &result.platform_requests {
+        let consumer = stream
+            .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
+                filter_subject: subjects.render(&Subject::Result(child.clone())),
+                ..Default::default()
+            })
+            .await?;
+        results.push(next_result(consumer, child, deadline).await?);
+    }
+    print_results(&results, output, fail_on_policy)
+}
+
+async fn next_result(
+    consumer: async_nats::jetstream::consumer::Consumer<
+        async_nats::jetstream::consumer::pull::OrderedConfig,
+    >,
+    id: &str,
+    deadline: tokio::time::Instant,
+) -> Result<ScanResult> {
     let mut messages = consumer.messages().await?;
-    let msg = tokio::time::timeout(Duration::from_secs(timeout), messages.next())
+    let msg = tokio::time::timeout_at(deadline, messages.next())
         .await
-        .with_context(|| format!("no result for request {id} within {timeout} s"))?
+        .with_context(|| format!("no result for request {id} in time"))?
         .context("result stream closed")??;
-    let result: ScanResult = codec::decode(&msg.payload)?;
-    print!("{}", report::render(&result, output)?);
-    Ok(exit_code(&result, fail_on_policy))
+    Ok(codec::decode(&msg.payload)?)
 }
