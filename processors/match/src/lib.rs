@@ -6,7 +6,12 @@ pub mod namespace;
 pub mod stage;
 pub mod version;
 
-pub use matcher::{affects, diff, lookup_keys, lookups, match_packages, Lookup, MatchOutcome};
-pub use namespace::{distro_namespace, ecosystem_namespace, normalize_name, package_namespace};
+pub use matcher::{
+    affects, diff, ecosystem_name, lookup_keys, lookups, match_packages, match_packages_with,
+    source_rank, Lookup, MatchOptions, MatchOutcome,
+};
+pub use namespace::{
+    distro_namespace, distro_namespaces, ecosystem_namespace, normalize_name, package_namespace,
+};
 pub use stage::{ImageMatch, MatchStage};
 pub use version::Comparator;

@@ -1,14 +1,14 @@
 //! Pure matching of an analysis against advisories.
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use vigil_contracts::{
     Advisory, AffectedRange, Analysis, Finding, FixState, MatchDetail, Package, PackageKey,
-    PackageRef, VulnDiff,
+    PackageRef, PackageType, Severity, VulnDiff,
 };
 
-use crate::namespace::{normalize_name, package_namespace};
+use crate::namespace::{distro_namespace, distro_namespaces, normalize_name, package_namespace};
 use crate::version::Comparator;
 
 /// One lookup to make for one package: the key and the version to compare under it.
@@ -22,14 +22,82 @@ pub struct Lookup {
     pub version: String,
 }
 
-/// The keys to look up for every package of an analysis. OS packages are looked up under
-/// their binary name (with the binary version) and their source/origin name (with the
-/// source version when known); language packages under their normalised name.
-pub fn lookups(analysis: &Analysis) -> Vec<Lookup> {
+/// Options of [`match_packages_with`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatchOptions {
+    /// Drop findings whose winning advisory is vendor-only (the vendor disputes the issue
+    /// or will not fix it: Debian `no-dsa`/`ignored`, …). On by default, as in Anchore.
+    pub filter_vendor_only: bool,
+}
+
+impl Default for MatchOptions {
+    fn default() -> Self {
+        MatchOptions {
+            filter_vendor_only: true,
+        }
+    }
+}
+
+/// The name a package is known by in its ecosystem's advisories: Maven packages as
+/// `group:artifact` (from `metadata["group_id"]`/`["artifact_id"]`, else the purl).
+pub fn ecosystem_name(p: &Package) -> String {
+    if p.kind == PackageType::JavaArchive {
+        let g = p
+            .metadata
+            .get("group_id")
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty());
+        let a = p
+            .metadata
+            .get("artifact_id")
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty());
+        if let (Some(g), Some(a)) = (g, a) {
+            return format!("{g}:{a}");
+        }
+        if let Some(rest) = p.purl.as_deref().and_then(|u| u.strip_prefix("pkg:maven/")) {
+            let path = rest.split(['@', '?', '#']).next().unwrap_or(rest);
+            if let Some((g, a)) = path.rsplit_once('/') {
+                if !g.is_empty() && !a.is_empty() {
+                    return format!("{}:{a}", g.replace('/', "."));
+                }
+            }
+        }
+    }
+    p.name.clone()
+}
+
+/// A source RPM name from `openssl-3.0.1-43.el9_0.src.rpm` (or a plain name).
+pub fn source_rpm_name(s: &str) -> &str {
+    let s = s.trim();
+    let Some(base) = s
+        .strip_suffix(".src.rpm")
+        .or_else(|| s.strip_suffix(".nosrc.rpm"))
+    else {
+        return s;
+    };
+    // name-version-release: drop the last two `-` fields.
+    match base.rsplitn(3, '-').nth(2) {
+        Some(name) if !name.is_empty() => name,
+        _ => base,
+    }
+}
+
+fn lookups_in(analysis: &Analysis, os_namespace: Option<&str>, os_only: bool) -> Vec<Lookup> {
     let mut out = Vec::new();
     for (i, p) in analysis.packages.iter().enumerate() {
-        let Some(ns) = package_namespace(p.kind, analysis.distro.as_ref()) else {
+        let ns = if p.kind.is_os() {
+            match os_namespace {
+                Some(ns) => ns.to_string(),
+                None => continue,
+            }
+        } else if os_only {
             continue;
+        } else {
+            match package_namespace(p.kind, None) {
+                Some(ns) => ns,
+                None => continue,
+            }
         };
         let mut push = |name: &str, version: &str| {
             let name = name.trim();
@@ -40,7 +108,12 @@ pub fn lookups(analysis: &Analysis) -> Vec<Lookup> {
                 namespace: ns.clone(),
                 package: normalize_name(&ns, name),
             };
-            if out.iter().any(|l: &Lookup| l.package == i && l.key == key) {
+            if out
+                .iter()
+                .rev()
+                .take_while(|l: &&Lookup| l.package == i)
+                .any(|l| l.key == key)
+            {
                 return;
             }
             out.push(Lookup {
@@ -51,20 +124,44 @@ pub fn lookups(analysis: &Analysis) -> Vec<Lookup> {
             });
         };
         let source_version = p.source_version.as_deref().unwrap_or(&p.version);
-        match p
+        let source = p
             .source_name
             .as_deref()
-            .filter(|s| p.kind.is_os() && !s.is_empty())
-        {
-            Some(src) if src == p.name => push(src, source_version),
+            .filter(|s| p.kind.is_os() && !s.trim().is_empty())
+            .map(|s| {
+                if p.kind == PackageType::Rpm {
+                    source_rpm_name(s)
+                } else {
+                    s
+                }
+            });
+        let name = ecosystem_name(p);
+        match source {
+            Some(src) if src == name => push(src, source_version),
             Some(src) => {
-                push(&p.name, &p.version);
-                push(src, source_version);
+                push(&name, &p.version);
+                // An RPM's source package has the binary's EVR.
+                let v = if p.kind == PackageType::Rpm {
+                    &p.version
+                } else {
+                    source_version
+                };
+                push(src, v);
             }
-            None => push(&p.name, &p.version),
+            None => push(&name, &p.version),
         }
     }
     out
+}
+
+/// The keys to look up for every package of an analysis. OS packages are looked up under
+/// their binary name (with the binary version) and their source/origin name (with the
+/// source version when known; RPMs by source RPM name); language packages under their
+/// normalised ecosystem name (Maven: `group:artifact`). OS packages use the distro's own
+/// namespace; see [`match_packages_with`] for the like-distro fallback.
+pub fn lookups(analysis: &Analysis) -> Vec<Lookup> {
+    let ns = analysis.distro.as_ref().and_then(distro_namespace);
+    lookups_in(analysis, ns.as_deref(), false)
 }
 
 /// The distinct keys of [`lookups`], sorted.
@@ -90,9 +187,9 @@ fn range_text(r: &AffectedRange) -> String {
             r.introduced.as_deref().unwrap_or_default()
         ));
     }
-    if let Some(f) = &r.fixed {
+    if let Some(f) = r.fixed.as_deref().filter(|f| !f.trim().is_empty()) {
         parts.push(format!("< {f}"));
-    } else if let Some(l) = &r.last_affected {
+    } else if let Some(l) = r.last_affected.as_deref().filter(|l| !l.trim().is_empty()) {
         parts.push(format!("<= {l}"));
     }
     if parts.is_empty() {
@@ -119,23 +216,35 @@ fn in_range(cmp: Comparator, v: &str, r: &AffectedRange) -> bool {
 }
 
 /// Whether `version` is affected by `adv`: returns the constraint that matched and the
-/// fixed version of the matching range.
+/// fixed version of the matching range. Withdrawn and not-affected advisories never
+/// match; an explicit `versions` entry matches by equality under the comparator; a range
+/// matches when `introduced <= v < fixed` (or `<= last_affected`).
 pub fn affects(cmp: Comparator, version: &str, adv: &Advisory) -> Option<(String, Option<String>)> {
-    if adv.state == FixState::NotAffected {
+    if adv.withdrawn || adv.state == FixState::NotAffected {
         return None;
-    }
-    if adv
-        .versions
-        .iter()
-        .any(|v| cmp.compare(version, v) == Ordering::Equal)
-    {
-        let fixed = adv.ranges.iter().find_map(|r| r.fixed.clone());
-        return Some((format!("= {version}"), fixed));
     }
     for r in &adv.ranges {
         if in_range(cmp, version, r) {
-            return Some((range_text(r), r.fixed.clone()));
+            return Some((
+                range_text(r),
+                r.fixed.clone().filter(|f| !f.trim().is_empty()),
+            ));
         }
+    }
+    if let Some(v) = adv
+        .versions
+        .iter()
+        .find(|v| cmp.compare(version, v) == Ordering::Equal)
+    {
+        // The fix is the lowest fixed version above the listed one, if any range says.
+        let fixed = adv
+            .ranges
+            .iter()
+            .filter_map(|r| r.fixed.as_deref())
+            .filter(|f| cmp.compare(f, version) == Ordering::Greater)
+            .min_by(|a, b| cmp.compare(a, b))
+            .map(str::to_string);
+        return Some((format!("= {v} (listed)"), fixed));
     }
     if adv.ranges.is_empty()
         && adv.versions.is_empty()
@@ -144,6 +253,33 @@ pub fn affects(cmp: Comparator, version: &str, adv: &Advisory) -> Option<(String
         return Some(("all versions".to_string(), None));
     }
     None
+}
+
+/// How much a source is trusted when several describe the same vulnerability for the
+/// same package: the distro's own feed (3) over GHSA/OSV language data (2) over NVD (1).
+pub fn source_rank(adv: &Advisory) -> u8 {
+    let feed = adv.feed.to_ascii_lowercase();
+    let ns = adv.namespace.to_ascii_lowercase();
+    if feed == "nvd" || ns.starts_with("nvd") {
+        return 1;
+    }
+    match Comparator::for_namespace(&ns) {
+        Comparator::Dpkg | Comparator::Apk | Comparator::Rpm => 3,
+        _ => 2,
+    }
+}
+
+/// Preference among ids of one vulnerability from equally ranked sources: the record's
+/// own id over a bare CVE, GHSA first, then alphabetical.
+fn id_preference(id: &str) -> (u8, &str) {
+    let rank = if id.starts_with("GHSA-") {
+        0
+    } else if id.starts_with("CVE-") {
+        2
+    } else {
+        1
+    };
+    (rank, id)
 }
 
 fn finding(
@@ -197,30 +333,167 @@ pub struct MatchOutcome {
     pub namespaces_with_data: Vec<String>,
 }
 
-/// Match every package of `analysis` against the advisories `lookup` returns per key.
+/// Match every package of `analysis` against the advisories `lookup` returns per key,
+/// with the default [`MatchOptions`] (vendor-only findings dropped).
 pub fn match_packages(
     analysis: &Analysis,
+    lookup: impl FnMut(&PackageKey) -> Vec<Advisory>,
+) -> MatchOutcome {
+    match_packages_with(analysis, &MatchOptions::default(), lookup)
+}
+
+/// Group advisory indices into vulnerabilities: two advisories are the same
+/// vulnerability when their ids or aliases share an id (GHSA ↔ CVE, GO ↔ GHSA, …).
+fn clusters(advs: &[&Advisory]) -> Vec<Vec<usize>> {
+    let mut parent: Vec<usize> = (0..advs.len()).collect();
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    let mut owner: HashMap<&str, usize> = HashMap::new();
+    for (i, a) in advs.iter().enumerate() {
+        for id in std::iter::once(&a.id).chain(a.aliases.iter()) {
+            match owner.get(id.as_str()) {
+                Some(&j) => {
+                    let (ri, rj) = (root(&mut parent, i), root(&mut parent, j));
+                    if ri != rj {
+                        parent[ri.max(rj)] = ri.min(rj);
+                    }
+                }
+                None => {
+                    owner.insert(id.as_str(), i);
+                }
+            }
+        }
+    }
+    let mut groups: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for i in 0..advs.len() {
+        let r = root(&mut parent, i);
+        groups.entry(r).or_default().push(i);
+    }
+    groups.into_values().collect()
+}
+
+/// Match every package of `analysis` against the advisories `lookup` returns per key.
+///
+/// - OS packages are looked up in the distro's namespace; when none of them has any data
+///   there, in each like-distro namespace in turn ([`distro_namespaces`]).
+/// - Withdrawn advisories never match; not-affected advisories never match but still
+///   outrank lower-ranked sources.
+/// - Advisories of one package that share an id or alias are one vulnerability; the
+///   highest-ranked source ([`source_rank`]) decides, and one finding results, carrying
+///   every other id as an alias.
+/// - With `filter_vendor_only`, a finding whose deciding advisory is vendor-only is
+///   dropped.
+pub fn match_packages_with(
+    analysis: &Analysis,
+    opts: &MatchOptions,
     mut lookup: impl FnMut(&PackageKey) -> Vec<Advisory>,
 ) -> MatchOutcome {
-    let ls = lookups(analysis);
     let mut cache: BTreeMap<PackageKey, Vec<Advisory>> = BTreeMap::new();
-    let mut found: BTreeMap<(String, String, String), Finding> = BTreeMap::new();
     let mut with_data = BTreeSet::new();
-    for l in &ls {
-        let advs = cache.entry(l.key.clone()).or_insert_with(|| lookup(&l.key));
-        if !advs.is_empty() {
-            with_data.insert(l.key.namespace.clone());
+    let candidates = analysis
+        .distro
+        .as_ref()
+        .map(distro_namespaces)
+        .unwrap_or_default();
+    let mut ls = lookups_in(analysis, candidates.first().map(String::as_str), false);
+    let mut fetch = |ls: &[Lookup], cache: &mut BTreeMap<PackageKey, Vec<Advisory>>| {
+        let mut os_data = false;
+        for l in ls {
+            let advs = cache.entry(l.key.clone()).or_insert_with(|| lookup(&l.key));
+            if !advs.is_empty() {
+                with_data.insert(l.key.namespace.clone());
+                os_data |= analysis.packages[l.package].kind.is_os();
+            }
         }
-        let cmp = Comparator::for_namespace(&l.key.namespace);
-        let p = &analysis.packages[l.package];
-        for adv in advs.iter() {
-            let Some((constraint, fixed)) = affects(cmp, &l.version, adv) else {
+        os_data
+    };
+    let has_os = ls.iter().any(|l| analysis.packages[l.package].kind.is_os());
+    let mut os_data = fetch(&ls, &mut cache);
+    if has_os && !os_data {
+        for ns in candidates.iter().skip(1) {
+            let alt = lookups_in(analysis, Some(ns), true);
+            os_data = fetch(&alt, &mut cache);
+            if os_data {
+                ls.retain(|l| !analysis.packages[l.package].kind.is_os());
+                ls.extend(alt);
+                break;
+            }
+        }
+    }
+
+    let mut per_package: BTreeMap<usize, Vec<&Lookup>> = BTreeMap::new();
+    for l in &ls {
+        per_package.entry(l.package).or_default().push(l);
+    }
+    let mut found: BTreeMap<(String, String, String), Finding> = BTreeMap::new();
+    for (i, pls) in per_package {
+        let p = &analysis.packages[i];
+        let mut advs: Vec<&Advisory> = Vec::new();
+        let mut via: Vec<&Lookup> = Vec::new();
+        for l in pls {
+            for a in cache.get(&l.key).map(Vec::as_slice).unwrap_or_default() {
+                if !a.withdrawn {
+                    advs.push(a);
+                    via.push(l);
+                }
+            }
+        }
+        if advs.is_empty() {
+            continue;
+        }
+        let ranks: Vec<u8> = advs.iter().map(|a| source_rank(a)).collect();
+        let cmps: Vec<Comparator> = via
+            .iter()
+            .map(|l| Comparator::for_namespace(&l.key.namespace))
+            .collect();
+        for group in clusters(&advs) {
+            let best = group.iter().map(|&k| ranks[k]).max().unwrap_or(0);
+            let mut hits: Vec<(usize, String, Option<String>, Comparator)> = Vec::new();
+            for &k in group.iter().filter(|&&k| ranks[k] == best) {
+                let cmp = cmps[k];
+                if let Some((constraint, fixed)) = affects(cmp, &via[k].version, advs[k]) {
+                    hits.push((k, constraint, fixed, cmp));
+                }
+            }
+            let Some((k, constraint, fixed, cmp)) = hits
+                .into_iter()
+                .min_by(|x, y| id_preference(&advs[x.0].id).cmp(&id_preference(&advs[y.0].id)))
+            else {
                 continue;
             };
-            let k = (adv.id.clone(), p.name.clone(), p.version.clone());
-            found
-                .entry(k)
-                .or_insert_with(|| finding(p, l, cmp, adv, constraint, fixed));
+            let adv = advs[k];
+            if opts.filter_vendor_only && adv.vendor_only {
+                continue;
+            }
+            let mut f = finding(p, via[k], cmp, adv, constraint, fixed);
+            let mut aliases: BTreeSet<String> = BTreeSet::new();
+            for &j in &group {
+                aliases.insert(advs[j].id.clone());
+                aliases.extend(advs[j].aliases.iter().cloned());
+            }
+            aliases.remove(&adv.id);
+            f.aliases = aliases.into_iter().collect();
+            if f.severity == Severity::Unknown {
+                if let Some(s) = group
+                    .iter()
+                    .map(|&j| advs[j].severity)
+                    .find(|s| *s != Severity::Unknown)
+                {
+                    f.severity = s;
+                }
+            }
+            if f.cvss.is_empty() {
+                if let Some(c) = group.iter().map(|&j| &advs[j].cvss).find(|c| !c.is_empty()) {
+                    f.cvss = c.clone();
+                }
+            }
+            let key = (adv.id.clone(), p.name.clone(), p.version.clone());
+            found.entry(key).or_insert(f);
         }
     }
     MatchOutcome {
@@ -264,9 +537,7 @@ pub fn diff(old: &[Finding], new: &[Finding]) -> VulnDiff {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vigil_contracts::{
-        Distro, ImageConfig, ImageDescriptor, ImageRef, PackageType, Severity, SourceKind,
-    };
+    use vigil_contracts::{Distro, ImageConfig, ImageDescriptor, ImageRef, SourceKind};
 
     fn adv(id: &str, ns: &str, pkg: &str, state: FixState, ranges: Vec<AffectedRange>) -> Advisory {
         Advisory {
@@ -466,5 +737,290 @@ mod tests {
         assert_eq!(d.removed.len(), 1);
         assert!(d.added.is_empty());
         assert!(diff(&changed, &changed).is_empty());
+    }
+
+    fn one(a: &Analysis, advs: Vec<Advisory>, opts: &MatchOptions) -> Vec<Finding> {
+        match_packages_with(a, opts, |k| {
+            advs.iter()
+                .filter(|x| x.namespace == k.namespace && x.package == k.package)
+                .cloned()
+                .collect()
+        })
+        .findings
+    }
+
+    #[test]
+    fn withdrawn_aliases_ranking_vendor_only() {
+        let a = analysis(
+            None,
+            vec![package(PackageType::Python, "requests", "2.19.1", None)],
+        );
+        let r = || vec![range(Some("0"), Some("2.20.0"), None)];
+        let mut ghsa = adv(
+            "GHSA-x84v-xcm2-53pg",
+            "pypi",
+            "requests",
+            FixState::Fixed,
+            r(),
+        );
+        ghsa.aliases = vec!["CVE-2018-18074".into()];
+        let mut pysec = adv("PYSEC-2018-28", "pypi", "requests", FixState::Fixed, r());
+        pysec.aliases = vec!["CVE-2018-18074".into()];
+        let mut nvd = adv(
+            "CVE-2018-18074",
+            "pypi",
+            "requests",
+            FixState::NotFixed,
+            vec![],
+        );
+        nvd.feed = "nvd".into();
+        let opts = MatchOptions::default();
+        // Three records of one vulnerability: one finding, GHSA id, the rest as aliases.
+        let f = one(&a, vec![pysec.clone(), nvd.clone(), ghsa.clone()], &opts);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].vuln_id, "GHSA-x84v-xcm2-53pg");
+        assert_eq!(f[0].aliases, ["CVE-2018-18074", "PYSEC-2018-28"]);
+        assert_eq!(f[0].state, FixState::Fixed);
+        assert_eq!(f[0].fixed_in.as_deref(), Some("2.20.0"));
+        assert_eq!(f[0].matched.comparator, "pep440");
+        assert_eq!(f[0].matched.namespace, "pypi");
+        // GHSA outranks NVD: the GHSA says 2.20.0 is fixed, NVD's "all versions" loses.
+        let b = analysis(
+            None,
+            vec![package(PackageType::Python, "requests", "2.20.0", None)],
+        );
+        assert!(one(&b, vec![nvd.clone(), ghsa.clone()], &opts).is_empty());
+        // NVD alone still reports.
+        assert_eq!(one(&b, vec![nvd.clone()], &opts).len(), 1);
+        // Withdrawn: never.
+        let mut w = ghsa.clone();
+        w.withdrawn = true;
+        assert!(one(&a, vec![w], &opts).is_empty());
+        // Vendor-only: dropped by default, kept when the filter is off.
+        let mut v = ghsa.clone();
+        v.vendor_only = true;
+        assert!(one(&a, vec![v.clone()], &opts).is_empty());
+        let kept = one(
+            &a,
+            vec![v],
+            &MatchOptions {
+                filter_vendor_only: false,
+            },
+        );
+        assert_eq!(kept.len(), 1);
+        assert!(kept[0].vendor_only);
+    }
+
+    #[test]
+    fn distro_outranks_language_and_not_affected_wins() {
+        let d = Distro {
+            id: "debian".into(),
+            version_id: Some("12".into()),
+            ..Default::default()
+        };
+        let a = analysis(
+            Some(d),
+            vec![package(
+                PackageType::Deb,
+                "libssl3",
+                "3.0.11-1~deb12u2",
+                Some("openssl"),
+            )],
+        );
+        let mut deb = adv(
+            "CVE-2024-1",
+            "debian:12",
+            "openssl",
+            FixState::NotAffected,
+            vec![],
+        );
+        deb.aliases = vec![];
+        let mut nvd = adv(
+            "CVE-2024-1",
+            "debian:12",
+            "openssl",
+            FixState::NotFixed,
+            vec![],
+        );
+        nvd.feed = "nvd".into();
+        nvd.namespace = "nvd".into();
+        // Same CVE: Debian's "not affected" decides, NVD's "affected" is ignored.
+        let f = match_packages(&a, |k| {
+            if k.package == "openssl" {
+                vec![deb.clone(), nvd.clone()]
+            } else {
+                vec![]
+            }
+        })
+        .findings;
+        assert!(f.is_empty(), "{f:?}");
+        // Wont-fix is reported as such, with no fix version.
+        let wf = adv(
+            "CVE-2024-2",
+            "debian:12",
+            "openssl",
+            FixState::WontFix,
+            vec![],
+        );
+        let f = match_packages(&a, |k| {
+            if k.package == "openssl" {
+                vec![wf.clone()]
+            } else {
+                vec![]
+            }
+        })
+        .findings;
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].state, FixState::WontFix);
+        assert_eq!(f[0].fixed_in, None);
+        assert_eq!(f[0].matched.comparator, "dpkg");
+        assert_eq!(f[0].matched.searched_name, "openssl");
+    }
+
+    #[test]
+    fn like_distro_fallback_and_rpm_source() {
+        let d = Distro {
+            id: "rocky".into(),
+            version_id: Some("9.3".into()),
+            id_like: vec!["rhel centos fedora".into()],
+            ..Default::default()
+        };
+        let mut p = package(PackageType::Rpm, "openssl-libs", "1:3.0.1-43.el9_0", None);
+        p.source_name = Some("openssl-3.0.1-43.el9_0.src.rpm".into());
+        let a = analysis(Some(d), vec![p]);
+        let rh = adv(
+            "RHSA-2022:7288",
+            "rhel:9",
+            "openssl",
+            FixState::Fixed,
+            vec![range(Some("0"), Some("1:3.0.1-47.el9_1"), None)],
+        );
+        let mut asked = Vec::new();
+        let out = match_packages(&a, |k| {
+            asked.push(format!("{}|{}", k.namespace, k.package));
+            if k.namespace == "rhel:9" && k.package == "openssl" {
+                vec![rh.clone()]
+            } else {
+                vec![]
+            }
+        });
+        assert_eq!(
+            asked,
+            [
+                "rocky:9|openssl-libs",
+                "rocky:9|openssl",
+                "rhel:9|openssl-libs",
+                "rhel:9|openssl"
+            ]
+        );
+        assert_eq!(out.findings.len(), 1);
+        let f = &out.findings[0];
+        assert_eq!(f.matched.namespace, "rhel:9");
+        assert_eq!(f.matched.comparator, "rpm");
+        assert_eq!(f.matched.searched_name, "openssl");
+        assert_eq!(f.matched.constraint, "< 1:3.0.1-47.el9_1");
+        assert_eq!(out.namespaces_with_data, ["rhel:9"]);
+    }
+
+    #[test]
+    fn language_names_and_comparators() {
+        let mut j = package(PackageType::JavaArchive, "log4j-core", "2.14.1", None);
+        j.metadata
+            .insert("group_id".into(), "org.apache.logging.log4j".into());
+        j.metadata.insert("artifact_id".into(), "log4j-core".into());
+        let mut j2 = package(PackageType::JavaArchive, "jackson-databind", "2.12.3", None);
+        j2.purl = Some("pkg:maven/com.fasterxml.jackson.core/jackson-databind@2.12.3".into());
+        let a = analysis(
+            None,
+            vec![
+                j,
+                j2,
+                package(
+                    PackageType::GoModule,
+                    "github.com/nats-io/nats-server/v2",
+                    "v2.9.15",
+                    None,
+                ),
+                package(PackageType::RustCrate, "smallvec", "1.6.0", None),
+                package(PackageType::Gem, "rack", "2.2.3", None),
+                package(PackageType::Dotnet, "Newtonsoft.Json", "12.0.3", None),
+                package(PackageType::Php, "Symfony/HTTP-Kernel", "v5.4.10", None),
+                package(PackageType::Npm, "lodash", "4.17.15", None),
+            ],
+        );
+        let keys: Vec<_> = lookups(&a)
+            .into_iter()
+            .map(|l| format!("{}|{}", l.key.namespace, l.key.package))
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "maven|org.apache.logging.log4j:log4j-core",
+                "maven|com.fasterxml.jackson.core:jackson-databind",
+                "go|github.com/nats-io/nats-server/v2",
+                "crates.io|smallvec",
+                "rubygems|rack",
+                "nuget|newtonsoft.json",
+                "packagist|symfony/http-kernel",
+                "npm|lodash",
+            ]
+        );
+        let mk = |id: &str, ns: &str, pkg: &str, i: &str, f: &str| {
+            adv(
+                id,
+                ns,
+                pkg,
+                FixState::Fixed,
+                vec![range(Some(i), Some(f), None)],
+            )
+        };
+        let advs = vec![
+            mk(
+                "A1",
+                "maven",
+                "org.apache.logging.log4j:log4j-core",
+                "2.13.0",
+                "2.15.0",
+            ),
+            mk(
+                "A2",
+                "maven",
+                "com.fasterxml.jackson.core:jackson-databind",
+                "2.12.0",
+                "2.12.7.1",
+            ),
+            mk(
+                "A3",
+                "go",
+                "github.com/nats-io/nats-server/v2",
+                "2.2.0",
+                "2.10.0",
+            ),
+            mk("A4", "crates.io", "smallvec", "1.6.0", "1.6.1"),
+            mk("A5", "rubygems", "rack", "2.2.0", "2.2.3.1"),
+            mk("A6", "nuget", "newtonsoft.json", "0", "13.0.1"),
+            mk("A7", "packagist", "symfony/http-kernel", "5.4.0", "5.4.20"),
+            mk("A8", "npm", "lodash", "0", "4.17.21"),
+            // Must not match: lodash-es is another package.
+            mk("A9", "npm", "lodash-es", "0", "4.17.21"),
+        ];
+        let f = one(&a, advs, &MatchOptions::default());
+        let got: Vec<_> = f
+            .iter()
+            .map(|f| format!("{}:{}", f.vuln_id, f.matched.comparator))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                "A1:maven",
+                "A2:maven",
+                "A3:go-semver",
+                "A4:cargo-semver",
+                "A5:rubygems",
+                "A6:nuget",
+                "A7:composer",
+                "A8:npm-semver"
+            ]
+        );
     }
 }
