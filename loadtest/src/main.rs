@@ -207,7 +207,10 @@ async fn rematch(args: Args) -> Result<()> {
         t.elapsed().as_secs_f64()
     );
     if indexed != args.affected {
-        bail!("reverse index holds {indexed} images for openssl, expected {}", args.affected);
+        bail!(
+            "reverse index holds {indexed} images for openssl, expected {}",
+            args.affected
+        );
     }
 
     // The pipeline stages after the feeds: match, evaluate, notify.
@@ -262,7 +265,10 @@ async fn rematch(args: Args) -> Result<()> {
                 got += 1;
                 first.get_or_insert(t.elapsed());
             }
-            _ => bail!("only {got} of {} notifications after {deadline:?}", args.affected),
+            _ => bail!(
+                "only {got} of {} notifications after {deadline:?}",
+                args.affected
+            ),
         }
     }
     let all = t.elapsed();

@@ -219,12 +219,12 @@ fn policy_commands_and_ci_exit_codes() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("* ports"));
 
     // misconfig-secrets exposes 22: STOP, exit 1 only with --fail-on-policy.
-    let (code, r, _) = v.scan_json(&layout("misconfig-secrets"), &[]);
+    let (code, stopped, _) = v.scan_json(&layout("misconfig-secrets"), &[]);
     assert_eq!(code, 0);
     assert_eq!(
-        r["evaluation"]["final_action"], "STOP",
+        stopped["evaluation"]["final_action"], "STOP",
         "{}",
-        r["evaluation"]
+        stopped["evaluation"]
     );
     let (code, _, _) = v.scan_json(&layout("misconfig-secrets"), &["--fail-on-policy"]);
     assert_eq!(code, 1);
@@ -249,17 +249,19 @@ fn policy_commands_and_ci_exit_codes() {
         table.contains("exposed_ports") && table.contains("STOP"),
         "{table}"
     );
-    let out = v.run(&[
-        "policy",
-        "history",
-        &digest,
-        "--tag",
-        &r["image"]["tag"].as_str().unwrap_or("latest").to_string(),
-    ]);
+    // Two scans of misconfig-secrets: two STOP evaluations in its history for that tag.
+    let tag = stopped["image"]["tag"].as_str().expect("tag").to_string();
+    let out = v.run(&["policy", "history", &digest, "--tag", &tag]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    let history = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        history.lines().filter(|l| l.contains("STOP")).count(),
+        2,
+        "{history}"
     );
 }
 

@@ -44,14 +44,32 @@ impl MatchStage {
                     format!("no analysis stored for {image_digest}"),
                 )
             })?;
-        let keys = lookup_keys(&analysis);
+        // Prefetch the image's own keys; keys the matcher asks for beyond them (like-distro
+        // fallback namespaces) are fetched and the match redone, a bounded number of times.
         let mut advisories = BTreeMap::new();
-        for k in &keys {
-            advisories.insert(k.clone(), self.store.get_advisories(k).await?);
+        for k in lookup_keys(&analysis) {
+            let a = self.store.get_advisories(&k).await?;
+            advisories.insert(k, a);
         }
-        let outcome = match_packages(&analysis, |k| {
-            advisories.get(k).cloned().unwrap_or_default()
-        });
+        let mut rounds = 0;
+        let outcome = loop {
+            let mut missing = BTreeSet::new();
+            let outcome = match_packages(&analysis, |k| match advisories.get(k) {
+                Some(a) => a.clone(),
+                None => {
+                    missing.insert(k.clone());
+                    Vec::new()
+                }
+            });
+            rounds += 1;
+            if missing.is_empty() || rounds >= 4 {
+                break outcome;
+            }
+            for k in missing {
+                let a = self.store.get_advisories(&k).await?;
+                advisories.insert(k, a);
+            }
+        };
         let previous = self.store.get_vuln_report(image_digest).await?;
         let d = diff(
             previous

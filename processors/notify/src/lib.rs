@@ -174,7 +174,9 @@ impl NotifyStage {
                             .collect(),
                         dockerfile: analysis.dockerfile.clone(),
                         from_sbom: analysis.from_sbom,
-                    }), platform_requests: Vec::new(), })
+                    }),
+                    platform_requests: Vec::new(),
+                })
                 .await?;
             outs.push(Outgoing::record(
                 Subject::Result(req.request_id.clone()),
@@ -244,7 +246,9 @@ impl NotifyStage {
                 summary: None,
                 failure: Some(msg.failure.clone()),
                 completed_at: now_millis(),
-                report: None, platform_requests: Vec::new(), })
+                report: None,
+                platform_requests: Vec::new(),
+            })
             .await?;
         let failure: Failure = result.failure.clone().unwrap_or(msg.failure.clone());
         let mut outs = vec![Outgoing::record(

@@ -69,7 +69,9 @@ pub fn failure_outputs(
                     summary: None,
                     failure: Some(failure),
                     completed_at: now_millis(),
-                    report: None, platform_requests: Vec::new(), },
+                    report: None,
+                    platform_requests: Vec::new(),
+                },
             )
         } else {
             Outgoing::record(

@@ -50,7 +50,9 @@ impl Stage for Flaky {
                 summary: None,
                 failure: None,
                 completed_at: 0,
-                report: None, platform_requests: Vec::new(), },
+                report: None,
+                platform_requests: Vec::new(),
+            },
         )?])
     }
 }

@@ -1019,7 +1019,9 @@ async fn typed_scan_result(s: &Store, x: &str) {
         }),
         failure: None,
         completed_at: 100,
-        report: None, platform_requests: Vec::new(), };
+        report: None,
+        platform_requests: Vec::new(),
+    };
     let second = ScanResult {
         request_id: id.clone(),
         status: ScanStatus::Failed,
@@ -1033,7 +1035,9 @@ async fn typed_scan_result(s: &Store, x: &str) {
             message: "late duplicate".into(),
         }),
         completed_at: 200,
-        report: None, platform_requests: Vec::new(), };
+        report: None,
+        platform_requests: Vec::new(),
+    };
     assert!(
         ok("put_scan_result", s.put_scan_result(&first).await),
         "the first result is stored"
