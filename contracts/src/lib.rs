@@ -13,7 +13,7 @@
 //!
 //! ```
 //! use vigil_contracts::{codec, records::ScanRequest, records::RequestContext};
-//! let req = ScanRequest { request: RequestContext::new("r1", "127.0.0.1:5000/app:latest"), force: false };
+//! let req = ScanRequest { request: RequestContext::new("r1", "127.0.0.1:5000/app:latest"), force: false, sbom: None };
 //! let bytes = codec::encode(&req).unwrap();
 //! let back: ScanRequest = codec::decode(&bytes).unwrap();
 //! assert_eq!(back, req);
