@@ -39,6 +39,17 @@ impl ByPath {
     }
 }
 
+/// The file a stream-found package came from: its location, or for a package inside a
+/// nested archive (`/app/x.war:WEB-INF/lib/y.jar`) the outer archive's path.
+fn file_of(location: &str) -> &str {
+    const ARCHIVES: [&str; 5] = [".jar:", ".war:", ".ear:", ".jpi:", ".hpi:"];
+    ARCHIVES
+        .iter()
+        .filter_map(|ext| location.find(ext).map(|i| &location[..i + ext.len() - 1]))
+        .min_by_key(|p| p.len())
+        .unwrap_or(location)
+}
+
 /// Remove `path`'s descendants (and `path` itself unless `keep_self`).
 fn remove_tree<V>(m: &mut BTreeMap<String, V>, path: &str, keep_self: bool) {
     let prefix = if path == "/" {
@@ -120,7 +131,7 @@ pub fn squash(indexes: &[LayerIndex]) -> SquashedFs {
             match p.locations.first() {
                 Some(at) => by_path
                     .packages
-                    .entry(at.clone())
+                    .entry(file_of(at).to_string())
                     .or_default()
                     .push(p.clone()),
                 None => fs.warnings.push(format!(

@@ -238,14 +238,17 @@ async fn stage_loads_indexes_and_stores_the_analysis() {
     assert!(stored.analyzed_at > 0);
 }
 
-/// Types cataloged from files (java and go come from extract's stream producer).
-const FILE_TYPES: &[&str] = &["deb", "python", "npm"];
+/// Types checked here: cataloged from files, or found by extract while streaming (java,
+/// go) and carried through the squash.
+const FILE_TYPES: &[&str] = &["deb", "python", "npm", "java-archive", "go-module"];
 
 fn type_of(t: &str) -> Option<PackageType> {
     Some(match t {
         "deb" => PackageType::Deb,
         "python" => PackageType::Python,
         "npm" => PackageType::Npm,
+        "java-archive" => PackageType::JavaArchive,
+        "go-module" => PackageType::GoModule,
         _ => return None,
     })
 }
@@ -271,12 +274,36 @@ fn assert_must_find(a: &Analysis, musts: &Value, image: &str) {
             p.kind == kind
                 && same_name(kind, &p.name, name)
                 && m["version"].as_str().is_none_or(|v| p.version == v)
-                && m["path"]
-                    .as_str()
-                    .is_none_or(|path| p.locations.iter().any(|l| l == path))
+                && m["path"].as_str().is_none_or(|path| {
+                    // A jar inside an archive: `OUTER:INNER`, as Syft's location shows it.
+                    let want = match m["nested"].as_str() {
+                        Some(inner) => format!("{path}:{inner}"),
+                        None => path.to_string(),
+                    };
+                    p.locations.iter().any(|l| *l == want)
+                })
         });
         assert!(found, "{image}: {t} {name} {:?} not found", m["version"]);
     }
+}
+
+#[test]
+fn java_app_reports_every_archive_nested_ones_too() {
+    let (desc, idx) = indexes("java-app", None);
+    let a = analyze(&desc, &idx);
+    let want = expected("java-app")["java_package_count"].as_u64().unwrap();
+    let java: Vec<String> = a
+        .packages
+        .iter()
+        .filter(|p| p.kind == PackageType::JavaArchive)
+        .map(|p| format!("{} {} {:?}", p.name, p.version, p.locations))
+        .collect();
+    assert_eq!(java.len() as u64, want, "{java:#?}");
+    assert!(
+        java.iter()
+            .any(|j| j.starts_with("log4j-core 2.14.1") && j.contains(".war:WEB-INF/lib/")),
+        "the jar inside the war survives the squash: {java:#?}"
+    );
 }
 
 fn count(a: &Analysis, kind: PackageType) -> u64 {

@@ -45,6 +45,37 @@ pub struct FeedSource {
     /// NVD `resultsPerPage` (default and maximum 2000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page_size: Option<u32>,
+    /// Largest single record in bytes: a JSON file of a directory or an entry of a zip
+    /// above it is skipped with a warning, unread (default [`DEFAULT_MAX_RECORD_BYTES`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_record_bytes: Option<u64>,
+    /// Largest source in bytes: a file, an HTTP body, the files of a directory or the
+    /// uncompressed entries of a zip above it fail the sync with
+    /// [`FeedError::TooLarge`](crate::FeedError::TooLarge) and change nothing (default
+    /// [`DEFAULT_MAX_TOTAL_BYTES`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_total_bytes: Option<u64>,
+}
+
+/// Default per-record cap: 16 MiB (the largest real OSV record is well under 1 MiB).
+pub const DEFAULT_MAX_RECORD_BYTES: u64 = 16 << 20;
+/// Default per-source cap: 1 GiB (the Debian tracker JSON is about 70 MB).
+pub const DEFAULT_MAX_TOTAL_BYTES: u64 = 1 << 30;
+
+/// The size caps of one source (see [`FeedSource::limits`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub record: u64,
+    pub total: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            record: DEFAULT_MAX_RECORD_BYTES,
+            total: DEFAULT_MAX_TOTAL_BYTES,
+        }
+    }
 }
 
 impl FeedSource {
@@ -66,6 +97,14 @@ impl FeedSource {
         }))
     }
 
+    /// The size caps, defaults filled in.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            record: self.max_record_bytes.unwrap_or(DEFAULT_MAX_RECORD_BYTES),
+            total: self.max_total_bytes.unwrap_or(DEFAULT_MAX_TOTAL_BYTES),
+        }
+    }
+
     pub fn new(kind: FeedKind, name: impl Into<String>, url: impl Into<String>) -> Self {
         FeedSource {
             kind,
@@ -74,6 +113,8 @@ impl FeedSource {
             api_key: None,
             page_delay_ms: None,
             page_size: None,
+            max_record_bytes: None,
+            max_total_bytes: None,
         }
     }
 }

@@ -36,6 +36,13 @@ pub enum FeedError {
         #[source]
         source: vigil_store::StoreError,
     },
+    #[error("feed {feed}: {what} is {size} bytes, over the configured limit of {limit} bytes (max_total_bytes)")]
+    TooLarge {
+        feed: String,
+        what: String,
+        size: u64,
+        limit: u64,
+    },
     #[error("unknown feed {0:?}")]
     UnknownFeed(String),
 }

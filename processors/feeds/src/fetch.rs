@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 use vigil_contracts::FeedState;
 
+use crate::config::Limits;
 use crate::FeedError;
 
 /// What a source holds.
@@ -44,7 +45,19 @@ pub enum Fetched {
         body: Body,
         etag: Option<String>,
         last_modified: Option<String>,
+        /// Files of a directory left unread because they exceed the record cap: relative
+        /// path and size.
+        skipped: Vec<(String, u64)>,
     },
+}
+
+fn too_large(feed: &str, what: String, size: u64, limit: u64) -> FeedError {
+    FeedError::TooLarge {
+        feed: feed.to_string(),
+        what,
+        size,
+        limit,
+    }
 }
 
 /// Whether a URL is fetched over HTTP(S).
@@ -70,8 +83,16 @@ fn io_err(feed: &str, path: &Path, source: std::io::Error) -> FeedError {
     }
 }
 
-async fn read_dir_json(feed: &str, root: &Path) -> Result<Vec<(String, Vec<u8>)>, FeedError> {
+/// The `.json` files of a directory tree, sorted, and those skipped as over
+/// `limits.record`. Fails when the files read add up to more than `limits.total`.
+async fn read_dir_json(
+    feed: &str,
+    root: &Path,
+    limits: Limits,
+) -> Result<(Vec<(String, Vec<u8>)>, Vec<(String, u64)>), FeedError> {
     let mut out = Vec::new();
+    let mut skipped = Vec::new();
+    let mut total = 0u64;
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
         let mut rd = tokio::fs::read_dir(&dir)
@@ -86,31 +107,79 @@ async fn read_dir_json(feed: &str, root: &Path) -> Result<Vec<(String, Vec<u8>)>
             if ft.is_dir() {
                 stack.push(path);
             } else if path.extension().is_some_and(|x| x == "json") {
-                let bytes = tokio::fs::read(&path)
-                    .await
-                    .map_err(|e| io_err(feed, &path, e))?;
                 let rel = path
                     .strip_prefix(root)
                     .unwrap_or(&path)
                     .to_string_lossy()
                     .into_owned();
+                let size = entry
+                    .metadata()
+                    .await
+                    .map_err(|e| io_err(feed, &path, e))?
+                    .len();
+                if size > limits.record {
+                    skipped.push((rel, size));
+                    continue;
+                }
+                let bytes = read_capped(feed, &path, limits.record).await?;
+                let Some(bytes) = bytes else {
+                    // Grew past the cap since the metadata was read.
+                    skipped.push((rel, size));
+                    continue;
+                };
+                total += bytes.len() as u64;
+                if total > limits.total {
+                    return Err(too_large(
+                        feed,
+                        format!("directory {}", root.display()),
+                        total,
+                        limits.total,
+                    ));
+                }
                 out.push((rel, bytes));
             }
         }
     }
     out.sort();
-    Ok(out)
+    skipped.sort();
+    Ok((out, skipped))
 }
 
-/// Fetch a source. For HTTP, `previous` supplies `If-None-Match` / `If-Modified-Since`
-/// when it was recorded for the same URL.
+/// Read a file, at most `cap` bytes: `None` when it holds more.
+async fn read_capped(feed: &str, path: &Path, cap: u64) -> Result<Option<Vec<u8>>, FeedError> {
+    use tokio::io::AsyncReadExt;
+    let f = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| io_err(feed, path, e))?;
+    let mut buf = Vec::new();
+    f.take(cap.saturating_add(1))
+        .read_to_end(&mut buf)
+        .await
+        .map_err(|e| io_err(feed, path, e))?;
+    Ok((buf.len() as u64 <= cap).then_some(buf))
+}
+
+/// Fetch a source with the default [`Limits`]. For HTTP, `previous` supplies
+/// `If-None-Match` / `If-Modified-Since` when it was recorded for the same URL.
 pub async fn fetch(
     feed: &str,
     url: &str,
     previous: Option<&FeedState>,
 ) -> Result<Fetched, FeedError> {
+    fetch_limited(feed, url, previous, Limits::default()).await
+}
+
+/// [`fetch`] with size caps: a file or HTTP body over `limits.total` is an error
+/// ([`FeedError::TooLarge`]) and is never held in memory whole; the JSON files of a
+/// directory over `limits.record` are left unread and listed in `skipped`.
+pub async fn fetch_limited(
+    feed: &str,
+    url: &str,
+    previous: Option<&FeedState>,
+    limits: Limits,
+) -> Result<Fetched, FeedError> {
     if is_http(url) {
-        return fetch_http(feed, url, previous).await;
+        return fetch_http(feed, url, previous, limits.total).await;
     }
     let path = local_path(url).ok_or_else(|| FeedError::Http {
         feed: feed.to_string(),
@@ -120,19 +189,24 @@ pub async fn fetch(
     let meta = tokio::fs::metadata(&path)
         .await
         .map_err(|e| io_err(feed, &path, e))?;
-    let body = if meta.is_dir() {
-        Body::Files(read_dir_json(feed, &path).await?)
+    let (body, skipped) = if meta.is_dir() {
+        let (files, skipped) = read_dir_json(feed, &path, limits).await?;
+        (Body::Files(files), skipped)
     } else {
-        Body::Bytes(
-            tokio::fs::read(&path)
-                .await
-                .map_err(|e| io_err(feed, &path, e))?,
-        )
+        let what = || format!("file {}", path.display());
+        if meta.len() > limits.total {
+            return Err(too_large(feed, what(), meta.len(), limits.total));
+        }
+        let bytes = read_capped(feed, &path, limits.total)
+            .await?
+            .ok_or_else(|| too_large(feed, what(), limits.total + 1, limits.total))?;
+        (Body::Bytes(bytes), Vec::new())
     };
     Ok(Fetched::Content {
         body,
         etag: None,
         last_modified: None,
+        skipped,
     })
 }
 
@@ -140,6 +214,7 @@ async fn fetch_http(
     feed: &str,
     url: &str,
     previous: Option<&FeedState>,
+    cap: u64,
 ) -> Result<Fetched, FeedError> {
     use reqwest::header::{ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, LAST_MODIFIED};
     vigil_runtime::install_crypto_provider();
@@ -183,10 +258,27 @@ async fn fetch_http(
     };
     let etag = header(ETAG);
     let last_modified = header(LAST_MODIFIED);
-    let body = resp.bytes().await.map_err(|e| herr(e.to_string()))?;
+    let what = || format!("HTTP body of {url}");
+    if let Some(len) = resp.content_length().filter(|l| *l > cap) {
+        return Err(too_large(feed, what(), len, cap));
+    }
+    let mut resp = resp;
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| herr(e.to_string()))? {
+        if (body.len() + chunk.len()) as u64 > cap {
+            return Err(too_large(
+                feed,
+                what(),
+                (body.len() + chunk.len()) as u64,
+                cap,
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
     Ok(Fetched::Content {
-        body: Body::Bytes(body.to_vec()),
+        body: Body::Bytes(body),
         etag,
         last_modified,
+        skipped: Vec::new(),
     })
 }

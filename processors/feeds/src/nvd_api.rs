@@ -17,7 +17,7 @@ use vigil_store::Store;
 
 use crate::config::FeedSource;
 use crate::drivers::{self, nvd};
-use crate::sync::{store_err, store_grouped};
+use crate::sync::{store_err, store_grouped, StoreMode};
 use crate::FeedError;
 
 /// NVD's maximum range of one `lastModStartDate`..`lastModEndDate` query.
@@ -182,8 +182,12 @@ pub async fn sync_nvd_api(
         }
     }
     let grouped = drivers::group(advisories);
-    let incremental = since.is_some();
-    let (changed, namespaces) = store_grouped(store, feed, &grouped, incremental, progress).await?;
+    let mode = if since.is_some() {
+        StoreMode::Incremental
+    } else {
+        StoreMode::Full
+    };
+    let (changed, namespaces) = store_grouped(store, feed, &grouped, mode, progress).await?;
     let hash = hex::encode(hasher.finalize());
     let synced_at = now_millis();
     store

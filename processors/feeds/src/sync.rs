@@ -7,8 +7,8 @@ use vigil_runtime::now_millis;
 use vigil_store::Store;
 
 use crate::config::{FeedKind, FeedSource, FeedsConfig};
-use crate::drivers::{self, alpine, debian, nvd, osv, Grouped};
-use crate::fetch::{fetch, Body, Fetched};
+use crate::drivers::{self, alpine, debian, nvd, osv, Grouped, Warnings};
+use crate::fetch::{fetch_limited, Body, Fetched};
 use crate::FeedError;
 
 /// Namespace of the bookkeeping partition that lists, per feed, the keys it wrote (one
@@ -24,6 +24,16 @@ fn keys_partition(feed: &str) -> PackageKey {
 
 /// Parse a fetched body with the feed's driver.
 pub fn parse_body(source: &FeedSource, body: &Body) -> Result<Grouped, FeedError> {
+    parse_body_with(source, body, &mut Warnings::default())
+}
+
+/// [`parse_body`], collecting what was skipped (malformed files and records, oversized
+/// zip entries, unknown ecosystems) in `warnings`.
+pub fn parse_body_with(
+    source: &FeedSource,
+    body: &Body,
+    warnings: &mut Warnings,
+) -> Result<Grouped, FeedError> {
     let feed = source.name.as_str();
     let advisories = match (source.kind, body) {
         (FeedKind::Debian, Body::Bytes(b)) => debian::parse(feed, b)?,
@@ -39,24 +49,34 @@ pub fn parse_body(source: &FeedSource, body: &Body) -> Result<Grouped, FeedError
                 match parsed {
                     Ok(a) => out.extend(a),
                     Err(e) => {
-                        tracing::warn!(feed, file = name, error = %e, "skipping malformed file")
+                        tracing::warn!(feed, file = name, error = %e, "skipping malformed file");
+                        warnings.skipped(format!("skipping malformed file {name}: {e}"));
                     }
                 }
             }
             out
         }
         (FeedKind::Osv, Body::Bytes(b)) if b.starts_with(b"PK") => {
-            let files = osv::read_zip(feed, &source.url, b)?;
-            osv::parse_files(feed, files.iter().map(|(n, b)| (n.as_str(), b.as_slice()))).0
+            let files = osv::read_zip_limited(feed, &source.url, b, source.limits(), warnings)?;
+            osv::parse_files_with(
+                feed,
+                files.iter().map(|(n, b)| (n.as_str(), b.as_slice())),
+                warnings,
+            )
+            .0
         }
-        (FeedKind::Osv, Body::Bytes(b)) => {
-            osv::parse_document(feed, &source.url, b).map_err(|m| FeedError::Parse {
+        (FeedKind::Osv, Body::Bytes(b)) => osv::parse_document_with(feed, &source.url, b, warnings)
+            .map_err(|m| FeedError::Parse {
                 feed: feed.to_string(),
                 message: m,
-            })?
-        }
+            })?,
         (FeedKind::Osv, Body::Files(fs)) => {
-            osv::parse_files(feed, fs.iter().map(|(n, b)| (n.as_str(), b.as_slice()))).0
+            osv::parse_files_with(
+                feed,
+                fs.iter().map(|(n, b)| (n.as_str(), b.as_slice())),
+                warnings,
+            )
+            .0
         }
         (FeedKind::Nvd, Body::Bytes(b)) => {
             nvd::parse_document(feed, &source.url, b).map_err(|m| FeedError::Parse {
@@ -69,7 +89,10 @@ pub fn parse_body(source: &FeedSource, body: &Body) -> Result<Grouped, FeedError
             for (name, b) in fs {
                 match nvd::parse_document(feed, name, b) {
                     Ok(a) => out.extend(a),
-                    Err(e) => tracing::warn!(feed, error = e, "skipping malformed NVD file"),
+                    Err(e) => {
+                        tracing::warn!(feed, error = e, "skipping malformed NVD file");
+                        warnings.skipped(format!("skipping malformed NVD file {e}"));
+                    }
                 }
             }
             out
@@ -85,18 +108,20 @@ pub(crate) fn store_err(feed: &str) -> impl Fn(vigil_store::StoreError) -> FeedE
     }
 }
 
-/// Make the stored advisories of `key` from this feed exactly `ours`, keeping other
-/// feeds' advisories. Returns whether anything changed.
+/// Make the stored advisories of `key` from this feed exactly `ours` (with `keep`: `ours`
+/// plus this feed's stored advisories of other ids), keeping other feeds' advisories.
+/// Returns whether anything changed.
 async fn replace_feed_advisories(
     store: &Store,
     feed: &str,
     key: &PackageKey,
     ours: &[Advisory],
+    keep: bool,
 ) -> Result<bool, FeedError> {
     let existing = store.get_advisories(key).await.map_err(store_err(feed))?;
     let mut merged: Vec<Advisory> = existing
         .into_iter()
-        .filter(|a| a.feed != feed && !ours.iter().any(|o| o.id == a.id))
+        .filter(|a| (keep || a.feed != feed) && !ours.iter().any(|o| o.id == a.id))
         .collect();
     merged.extend(ours.iter().cloned());
     merged.sort_by(|a, b| a.id.cmp(&b.id));
@@ -143,30 +168,43 @@ pub(crate) fn book_record(feed: &str, k: &PackageKey) -> Advisory {
     }
 }
 
-/// Write a feed's parsed advisories. Full mode: the feed's advisories become exactly
-/// `grouped` (keys it no longer names lose its advisories). Incremental mode (NVD by
-/// `lastModStartDate`): `grouped` is upserted, nothing is removed. Returns the sorted
-/// changed keys and the per-namespace record counts of the whole feed afterwards.
+/// How [`store_grouped`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StoreMode {
+    /// The feed's advisories become exactly `grouped` (keys it no longer names lose its
+    /// advisories).
+    Full,
+    /// Some input was skipped: `grouped` is added and updated by id, nothing the feed
+    /// stored before is removed (a skipped record keeps its last good version).
+    Partial,
+    /// NVD by `lastModStartDate`: `grouped` replaces the feed's advisories of its keys,
+    /// no key is removed.
+    Incremental,
+}
+
+/// Write a feed's parsed advisories (see [`StoreMode`]). Returns the sorted changed
+/// keys and the per-namespace record counts of the whole feed afterwards.
 pub(crate) async fn store_grouped(
     store: &Store,
     feed: &str,
     grouped: &Grouped,
-    incremental: bool,
+    mode: StoreMode,
     progress: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<(Vec<PackageKey>, BTreeMap<String, u64>), FeedError> {
     let book = keys_partition(feed);
     let old_keys = feed_keys(store, feed).await?;
     let total = grouped.len();
     let mut changed = Vec::new();
+    let keep = mode == StoreMode::Partial;
     for (i, (key, advs)) in grouped.iter().enumerate() {
-        if replace_feed_advisories(store, feed, key, advs).await? {
+        if replace_feed_advisories(store, feed, key, advs, keep).await? {
             changed.push(key.clone());
         }
         if (i + 1) % 1000 == 0 {
             progress(&format!("{feed}: {}/{total} packages stored", i + 1));
         }
     }
-    let namespaces = if incremental {
+    let namespaces = if mode != StoreMode::Full {
         let mut all = old_keys.clone();
         all.extend(grouped.keys().cloned());
         if all.len() != old_keys.len() {
@@ -176,16 +214,29 @@ pub(crate) async fn store_grouped(
                 .await
                 .map_err(store_err(feed))?;
         }
-        // Records per namespace of the whole feed: one per key for NVD; for other feeds
-        // an approximation (keys, not advisories) in incremental mode.
+        // Records per namespace of the whole feed: one per key for NVD (incremental, an
+        // approximation for other feeds); counted from the store after a partial sync.
         let mut counts = BTreeMap::new();
         for k in &all {
-            *counts.entry(k.namespace.clone()).or_insert(0u64) += 1;
+            let n = if mode == StoreMode::Partial {
+                store
+                    .get_advisories(k)
+                    .await
+                    .map_err(store_err(feed))?
+                    .iter()
+                    .filter(|a| a.feed == feed)
+                    .count() as u64
+            } else {
+                1
+            };
+            if n > 0 {
+                *counts.entry(k.namespace.clone()).or_insert(0u64) += n;
+            }
         }
         counts
     } else {
         for key in old_keys.iter().filter(|k| !grouped.contains_key(*k)) {
-            if replace_feed_advisories(store, feed, key, &[]).await? {
+            if replace_feed_advisories(store, feed, key, &[], false).await? {
                 changed.push(key.clone());
             }
         }
@@ -200,34 +251,56 @@ pub(crate) async fn store_grouped(
     Ok((changed, namespaces))
 }
 
-/// Sync one feed. Returns the delta when any key changed.
+/// Sync one feed. Returns the delta when any key changed. What the sync skipped is
+/// reported through `progress` as `<feed>: warning: …` lines.
 pub async fn sync_feed(
     source: &FeedSource,
     store: &Store,
     progress: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<Option<FeedDelta>, FeedError> {
+    Ok(sync_feed_warn(source, store, progress).await?.0)
+}
+
+/// [`sync_feed`], also returning the warnings (each as sent to `progress`).
+async fn sync_feed_warn(
+    source: &FeedSource,
+    store: &Store,
+    progress: &(dyn Fn(&str) + Send + Sync),
+) -> Result<(Option<FeedDelta>, Vec<String>), FeedError> {
     if source.kind == FeedKind::Nvd && crate::fetch::is_http(&source.url) {
-        return crate::nvd_api::sync_nvd_api(source, store, progress).await;
+        return Ok((
+            crate::nvd_api::sync_nvd_api(source, store, progress).await?,
+            Vec::new(),
+        ));
     }
     let feed = source.name.as_str();
     let previous = store.get_feed_state(feed).await.map_err(store_err(feed))?;
     progress(&format!("{feed}: fetching {}", source.url));
-    let (body, etag, last_modified) = match fetch(feed, &source.url, previous.as_ref()).await? {
+    let fetched = fetch_limited(feed, &source.url, previous.as_ref(), source.limits()).await?;
+    let (body, etag, last_modified, skipped) = match fetched {
         Fetched::NotModified => {
             progress(&format!("{feed}: not modified"));
             if let Some(mut st) = previous {
                 st.last_sync = now_millis();
                 store.put_feed_state(&st).await.map_err(store_err(feed))?;
             }
-            return Ok(None);
+            return Ok((None, Vec::new()));
         }
         Fetched::Content {
             body,
             etag,
             last_modified,
-        } => (body, etag, last_modified),
+            skipped,
+        } => (body, etag, last_modified, skipped),
     };
-    let hash = body.hash();
+    let mut warnings = Warnings::default();
+    let limit = source.limits().record;
+    for (path, size) in &skipped {
+        warnings.skipped(format!(
+            "skipping {path}: {size} bytes, over the record limit of {limit} bytes (max_record_bytes)"
+        ));
+    }
+    let hash = content_hash(&body, &skipped);
     if let Some(prev) = previous
         .as_ref()
         .filter(|p| p.url == source.url && p.content_hash.as_deref() == Some(hash.as_str()))
@@ -238,14 +311,31 @@ pub async fn sync_feed(
         st.etag = etag.or(st.etag);
         st.last_modified = last_modified.or(st.last_modified);
         store.put_feed_state(&st).await.map_err(store_err(feed))?;
-        return Ok(None);
+        return Ok((None, Vec::new()));
     }
     // Parse everything before writing anything: a broken source changes nothing.
-    let grouped = parse_body(source, &body)?;
+    let grouped = parse_body_with(source, &body, &mut warnings)?;
+    drop(body);
     let total = grouped.len();
     progress(&format!("{feed}: {total} packages parsed"));
+    let warnings_out: Vec<String> = warnings
+        .messages
+        .iter()
+        .map(|m| format!("{feed}: warning: {m}"))
+        .collect();
+    for w in &warnings_out {
+        progress(w);
+    }
+    let mode = if warnings.partial {
+        progress(&format!(
+            "{feed}: input was skipped: partial sync, nothing stored before is removed"
+        ));
+        StoreMode::Partial
+    } else {
+        StoreMode::Full
+    };
 
-    let (changed, namespaces) = store_grouped(store, feed, &grouped, false, progress).await?;
+    let (changed, namespaces) = store_grouped(store, feed, &grouped, mode, progress).await?;
     let synced_at = now_millis();
     store
         .put_feed_state(&FeedState {
@@ -262,14 +352,35 @@ pub async fn sync_feed(
         .map_err(store_err(feed))?;
     progress(&format!("{feed}: {} packages changed", changed.len()));
     if changed.is_empty() {
-        return Ok(None);
+        return Ok((None, warnings_out));
     }
-    Ok(Some(FeedDelta {
-        feed: feed.to_string(),
-        sync_id: hash,
-        changed,
-        synced_at,
-    }))
+    Ok((
+        Some(FeedDelta {
+            feed: feed.to_string(),
+            sync_id: hash,
+            changed,
+            synced_at,
+        }),
+        warnings_out,
+    ))
+}
+
+/// The content hash of a fetched source: the body's, plus the path and size of every
+/// file skipped as oversized (so raising the cap, or the file changing, resyncs).
+fn content_hash(body: &Body, skipped: &[(String, u64)]) -> String {
+    use sha2::{Digest, Sha256};
+    let h = body.hash();
+    if skipped.is_empty() {
+        return h;
+    }
+    let mut d = Sha256::new();
+    d.update(h.as_bytes());
+    for (p, n) in skipped {
+        d.update(p.as_bytes());
+        d.update([0u8]);
+        d.update(n.to_le_bytes());
+    }
+    hex::encode(d.finalize())
 }
 
 /// The outcome of syncing several feeds: the deltas of those that changed and the
@@ -278,6 +389,9 @@ pub async fn sync_feed(
 pub struct SyncReport {
     pub deltas: Vec<FeedDelta>,
     pub errors: Vec<FeedError>,
+    /// What the synced feeds skipped, one `<feed>: warning: …` line each (also sent to
+    /// the progress callback).
+    pub warnings: Vec<String>,
 }
 
 /// Sync the named feeds (all when `only` is empty), one after the other.
@@ -298,9 +412,11 @@ pub async fn sync_selected(
         .iter()
         .filter(|f| only.is_empty() || only.contains(&f.name))
     {
-        match sync_feed(source, store, progress).await {
-            Ok(Some(d)) => report.deltas.push(d),
-            Ok(None) => {}
+        match sync_feed_warn(source, store, progress).await {
+            Ok((delta, warnings)) => {
+                report.deltas.extend(delta);
+                report.warnings.extend(warnings);
+            }
             Err(e) => {
                 tracing::warn!(feed = source.name, error = %e, "feed sync failed");
                 progress(&format!("{}: failed: {e}", source.name));

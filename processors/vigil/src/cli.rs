@@ -80,6 +80,9 @@ pub enum Cmd {
         /// Policy bundle file (JSON) evaluated with this request.
         #[arg(long)]
         policy: Option<PathBuf>,
+        /// A stored policy bundle to evaluate with, instead of the active one.
+        #[arg(long, conflicts_with = "policy")]
+        policy_id: Option<String>,
         /// Re-analyse even if the digest was analysed before.
         #[arg(long)]
         force: bool,
@@ -124,7 +127,11 @@ pub struct ScanArgs {
     /// Policy bundle file (Anchore format, JSON); default: the active stored bundle or the built-in one.
     #[arg(long)]
     pub policy: Option<PathBuf>,
-    /// Platform of a multi-platform image, `os/arch[/variant]` (default linux/amd64).
+    /// A stored policy bundle to evaluate with (`vigil policy list`), instead of the active one.
+    #[arg(long, conflicts_with = "policy")]
+    pub policy_id: Option<String>,
+    /// Platform of a multi-platform image, `os/arch[/variant]` (default linux/amd64), or
+    /// `all` for every platform of an index.
     #[arg(long)]
     pub platform: Option<String>,
     /// Exit with 1 when the policy's final action is STOP.
@@ -193,6 +200,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
             output,
             platform,
             policy,
+            policy_id,
             force,
             request_id,
             timeout,
@@ -206,7 +214,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 request_id: request_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
                 source,
                 platform,
-                policy_id: None,
+                policy_id,
                 policy_bundle: read_policy(policy.as_ref())?,
                 submitted_at: vigil_runtime::now_millis(),
                 dockerfile: read_dockerfile(dockerfile.as_ref())?,
@@ -335,7 +343,7 @@ async fn scan(mut cfg: Config, a: ScanArgs, default_format: Format) -> Result<Ex
         request_id: uuid::Uuid::new_v4().to_string(),
         source: a.source.clone(),
         platform: a.platform.clone(),
-        policy_id: None,
+        policy_id: a.policy_id.clone(),
         policy_bundle: read_policy(a.policy.as_ref())?,
         submitted_at: vigil_runtime::now_millis(),
         dockerfile: read_dockerfile(a.dockerfile.as_ref())?,

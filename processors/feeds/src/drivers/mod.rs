@@ -9,6 +9,30 @@ pub mod debian;
 pub mod nvd;
 pub mod osv;
 
+/// What a parse skipped, for the progress callback and the sync report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Warnings {
+    /// One line per skipped record, file or affected entry.
+    pub messages: Vec<String>,
+    /// Whether input that could have carried advisories was skipped (a malformed or
+    /// oversized record or file). The sync is then partial: it adds and updates, and
+    /// removes nothing the feed stored before.
+    pub partial: bool,
+}
+
+impl Warnings {
+    /// A skipped entry that carried nothing vigil stores (an unknown ecosystem).
+    pub fn note(&mut self, m: impl Into<String>) {
+        self.messages.push(m.into());
+    }
+
+    /// Skipped input that may have carried advisories: the sync becomes partial.
+    pub fn skipped(&mut self, m: impl Into<String>) {
+        self.messages.push(m.into());
+        self.partial = true;
+    }
+}
+
 /// Advisories grouped by (namespace, package), each list sorted by id.
 pub type Grouped = BTreeMap<PackageKey, Vec<Advisory>>;
 

@@ -7,6 +7,8 @@ use serde_json::Value;
 use vigil_contracts::{Advisory, AffectedRange, Cvss, FixState, Severity};
 use vigil_match::namespace::{ecosystem_namespace, normalize_name};
 
+use super::Warnings;
+use crate::config::Limits;
 use crate::FeedError;
 
 fn strs(v: Option<&Value>) -> Vec<String> {
@@ -174,7 +176,22 @@ fn cvss_source(feed: &str, id: &str) -> String {
 /// Parse one OSV record into advisories, one per affected (namespace, package). A
 /// withdrawn record is kept with `withdrawn = true` (the matcher must ignore it); GIT
 /// ranges are ignored; an unknown ecosystem is skipped with a warning.
+///
+/// Range versions are stored as the record spells them, unchecked: a version the
+/// ecosystem's grammar does not accept (`"fixed": "not a version!!"`) does not reject the
+/// record; the matcher's comparators are total and order such a string by their
+/// fallback rules.
 pub fn parse_record(feed: &str, v: &Value) -> Result<Vec<Advisory>, String> {
+    parse_record_with(feed, v, &mut Warnings::default())
+}
+
+/// [`parse_record`], collecting the affected entries skipped for an unknown ecosystem
+/// in `warnings`.
+pub fn parse_record_with(
+    feed: &str,
+    v: &Value,
+    warnings: &mut Warnings,
+) -> Result<Vec<Advisory>, String> {
     let id = v
         .get("id")
         .and_then(Value::as_str)
@@ -225,6 +242,9 @@ pub fn parse_record(feed: &str, v: &Value) -> Result<Vec<Advisory>, String> {
         };
         let Some(namespace) = osv_namespace(eco) else {
             tracing::warn!(feed, id, ecosystem = eco, "skipping unknown OSV ecosystem");
+            warnings.note(format!(
+                "{id}: skipping affected package {name:?} of unknown ecosystem {eco:?}"
+            ));
             continue;
         };
         let mut rs = Vec::new();
@@ -291,6 +311,16 @@ pub fn parse_record(feed: &str, v: &Value) -> Result<Vec<Advisory>, String> {
 /// Parse one JSON document: a record, or an array of records. Malformed records are
 /// skipped with a warning; `Err` only when the bytes are not JSON at all.
 pub fn parse_document(feed: &str, origin: &str, bytes: &[u8]) -> Result<Vec<Advisory>, String> {
+    parse_document_with(feed, origin, bytes, &mut Warnings::default())
+}
+
+/// [`parse_document`], collecting what it skipped in `warnings`.
+pub fn parse_document_with(
+    feed: &str,
+    origin: &str,
+    bytes: &[u8],
+    warnings: &mut Warnings,
+) -> Result<Vec<Advisory>, String> {
     let v: Value = serde_json::from_slice(bytes).map_err(|e| format!("{origin}: {e}"))?;
     let records = match v {
         Value::Array(a) => a,
@@ -298,9 +328,12 @@ pub fn parse_document(feed: &str, origin: &str, bytes: &[u8]) -> Result<Vec<Advi
     };
     let mut out = Vec::new();
     for r in &records {
-        match parse_record(feed, r) {
+        match parse_record_with(feed, r, warnings) {
             Ok(a) => out.extend(a),
-            Err(e) => tracing::warn!(feed, origin, error = e, "skipping malformed OSV record"),
+            Err(e) => {
+                tracing::warn!(feed, origin, error = e, "skipping malformed OSV record");
+                warnings.skipped(format!("{origin}: skipping malformed OSV record: {e}"));
+            }
         }
     }
     Ok(out)
@@ -311,14 +344,24 @@ pub fn parse_files<'a>(
     feed: &str,
     files: impl IntoIterator<Item = (&'a str, &'a [u8])>,
 ) -> (Vec<Advisory>, usize) {
+    parse_files_with(feed, files, &mut Warnings::default())
+}
+
+/// [`parse_files`], collecting what it skipped in `warnings`.
+pub fn parse_files_with<'a>(
+    feed: &str,
+    files: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    warnings: &mut Warnings,
+) -> (Vec<Advisory>, usize) {
     let mut out = Vec::new();
     let mut skipped = 0;
     for (name, bytes) in files {
-        match parse_document(feed, name, bytes) {
+        match parse_document_with(feed, name, bytes, warnings) {
             Ok(a) => out.extend(a),
             Err(e) => {
                 skipped += 1;
                 tracing::warn!(feed, error = e, "skipping malformed OSV file");
+                warnings.skipped(format!("skipping malformed OSV file {e}"));
             }
         }
     }
@@ -332,6 +375,26 @@ pub fn read_zip(
     origin: &str,
     bytes: &[u8],
 ) -> Result<Vec<(String, Vec<u8>)>, FeedError> {
+    read_zip_limited(
+        feed,
+        origin,
+        bytes,
+        Limits::default(),
+        &mut Warnings::default(),
+    )
+}
+
+/// [`read_zip`] with size caps: an entry over `limits.record` (uncompressed) is skipped
+/// with a warning, unread; entries adding up to more than `limits.total` uncompressed
+/// are an error ([`FeedError::TooLarge`]). A declared size is not trusted: reading
+/// stops at the cap.
+pub fn read_zip_limited(
+    feed: &str,
+    origin: &str,
+    bytes: &[u8],
+    limits: Limits,
+    warnings: &mut Warnings,
+) -> Result<Vec<(String, Vec<u8>)>, FeedError> {
     let zerr = |m: String| FeedError::Zip {
         feed: feed.to_string(),
         path: origin.to_string(),
@@ -340,15 +403,40 @@ pub fn read_zip(
     let mut archive =
         zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(|e| zerr(e.to_string()))?;
     let mut files = Vec::new();
+    let mut total = 0u64;
     for i in 0..archive.len() {
-        let mut f = archive.by_index(i).map_err(|e| zerr(e.to_string()))?;
+        let f = archive.by_index(i).map_err(|e| zerr(e.to_string()))?;
         if !f.is_file() || !f.name().ends_with(".json") {
             continue;
         }
         let name = f.name().to_string();
+        let skip = |w: &mut Warnings, size: u64| {
+            w.skipped(format!(
+                "{origin}: skipping {name}: {size} bytes, over the record limit of {} bytes (max_record_bytes)",
+                limits.record
+            ))
+        };
+        if f.size() > limits.record {
+            skip(warnings, f.size());
+            continue;
+        }
         let mut buf = Vec::with_capacity(f.size() as usize);
-        f.read_to_end(&mut buf)
+        f.take(limits.record + 1)
+            .read_to_end(&mut buf)
             .map_err(|e| zerr(format!("{name}: {e}")))?;
+        if buf.len() as u64 > limits.record {
+            skip(warnings, buf.len() as u64);
+            continue;
+        }
+        total += buf.len() as u64;
+        if total > limits.total {
+            return Err(FeedError::TooLarge {
+                feed: feed.to_string(),
+                what: format!("zip archive {origin} (uncompressed)"),
+                size: total,
+                limit: limits.total,
+            });
+        }
         files.push((name, buf));
     }
     files.sort();

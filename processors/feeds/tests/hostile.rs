@@ -1,0 +1,579 @@
+//! Hostile feed input against the real fixtures and a real embedded store: unknown
+//! ecosystems, oversized records and sources, unparseable range versions, malformed
+//! records replacing good ones, and resuming after a failed sync.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use common::*;
+use serde_json::{json, Value};
+use vigil_contracts::{Advisory, FixState, PackageKey};
+use vigil_feeds::fetch::Body;
+use vigil_feeds::{parse_body, sync, sync_selected, FeedError, FeedKind, FeedSource, FeedsConfig};
+use vigil_store::Store;
+
+fn store(dir: &tempfile::TempDir) -> Store {
+    Store::open_embedded(&dir.path().join("store.redb")).unwrap()
+}
+
+fn quiet(_: &str) {}
+
+fn key(ns: &str, p: &str) -> PackageKey {
+    PackageKey {
+        namespace: ns.into(),
+        package: p.into(),
+    }
+}
+
+fn one(source: FeedSource) -> FeedsConfig {
+    FeedsConfig {
+        feeds: vec![source],
+    }
+}
+
+/// A copy of the real OSV PyPI fixtures in `tmp/osv/PyPI`; returns `tmp/osv`.
+fn pypi_copy(tmp: &Path) -> PathBuf {
+    let dir = tmp.join("osv");
+    std::fs::create_dir_all(dir.join("PyPI")).unwrap();
+    for e in std::fs::read_dir(feeds_dir().join("osv/PyPI")).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, dir.join("PyPI").join(p.file_name().unwrap())).unwrap();
+    }
+    dir
+}
+
+/// Every advisory of `feed` under every key the fixture parse yields.
+async fn stored_of(st: &Store, feed: &str, keys: &[PackageKey]) -> Vec<Advisory> {
+    let mut out = Vec::new();
+    for k in keys {
+        out.extend(
+            st.get_advisories(k)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|a| a.feed == feed),
+        );
+    }
+    out
+}
+
+/// The keys the real PyPI fixtures produce, parsed directly.
+fn fixture_pypi_keys() -> Vec<PackageKey> {
+    let src = FeedSource::new(FeedKind::Osv, "osv", "x");
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(feeds_dir().join("osv/PyPI")).unwrap() {
+        let p = e.unwrap().path();
+        files.push((
+            p.file_name().unwrap().to_string_lossy().into_owned(),
+            std::fs::read(&p).unwrap(),
+        ));
+    }
+    files.sort();
+    let g = parse_body(&src, &Body::Files(files)).unwrap();
+    assert!(g.len() >= 5, "the PyPI fixtures name several packages");
+    g.into_keys().collect()
+}
+
+#[tokio::test]
+async fn unknown_ecosystem_is_skipped_with_a_warning() {
+    let tmp = tempfile::tempdir().unwrap();
+    let st = store(&tmp);
+    let dir = pypi_copy(tmp.path());
+    // Only an unknown ecosystem.
+    std::fs::write(
+        dir.join("PyPI/UNKNOWN-1.json"),
+        serde_json::to_vec(&json!({
+            "id": "UNKNOWN-1",
+            "affected": [{
+                "package": {"ecosystem": "NoSuchEcosystem", "name": "foo"},
+                "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "1.0"}]}]
+            }]
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    // A known and an unknown ecosystem in one record: the known one is kept.
+    std::fs::write(
+        dir.join("PyPI/MIXED-1.json"),
+        serde_json::to_vec(&json!({
+            "id": "MIXED-1",
+            "affected": [
+                {
+                    "package": {"ecosystem": "Frobnix:7", "name": "bar"},
+                    "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}]}]
+                },
+                {
+                    "package": {"ecosystem": "PyPI", "name": "mixedpkg"},
+                    "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "2.0"}]}]
+                }
+            ]
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let log = Mutex::new(Vec::<String>::new());
+    let progress = |m: &str| log.lock().unwrap().push(m.to_string());
+    let config = one(FeedSource::new(
+        FeedKind::Osv,
+        "osv",
+        dir.display().to_string(),
+    ));
+    let report = sync_selected(&config, &[], &st, &progress).await.unwrap();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let unknown: Vec<&String> = report
+        .warnings
+        .iter()
+        .filter(|w| w.contains("unknown ecosystem"))
+        .collect();
+    assert_eq!(unknown.len(), 2, "{:?}", report.warnings);
+    assert!(unknown.iter().any(|w| w.contains("UNKNOWN-1")
+        && w.contains("NoSuchEcosystem")
+        && w.starts_with("osv: warning:")));
+    assert!(unknown
+        .iter()
+        .any(|w| w.contains("MIXED-1") && w.contains("Frobnix:7")));
+    // The same warnings went through the progress callback.
+    let log = log.lock().unwrap().clone();
+    for w in &unknown {
+        assert!(log.contains(w), "{w} not in {log:?}");
+    }
+    // An unknown ecosystem carries nothing vigil stores: the sync is not partial.
+    assert!(!log.iter().any(|l| l.contains("partial sync")), "{log:?}");
+
+    let mixed = st.get_advisories(&key("pypi", "mixedpkg")).await.unwrap();
+    assert_eq!(
+        mixed.iter().map(|a| a.id.as_str()).collect::<Vec<_>>(),
+        ["MIXED-1"]
+    );
+    // Every good fixture record is ingested.
+    let keys = fixture_pypi_keys();
+    for k in &keys {
+        assert!(
+            !st.get_advisories(k).await.unwrap().is_empty(),
+            "{k:?} not stored"
+        );
+    }
+    let changed = &report.deltas[0].changed;
+    assert_eq!(changed.len(), keys.len() + 1, "{changed:?}");
+    assert!(!changed
+        .iter()
+        .any(|k| k.package == "foo" || k.package == "bar"));
+}
+
+/// Write `record` as JSON with a `details` string of `pad` bytes, streamed (the test
+/// never holds the big record in memory).
+fn write_padded_record(path: &Path, mut record: Value, pad: usize) {
+    record["details"] = json!("@@PAD@@");
+    let text = serde_json::to_string(&record).unwrap();
+    let (head, tail) = text.split_once("@@PAD@@").unwrap();
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    f.write_all(head.as_bytes()).unwrap();
+    let chunk = vec![b'x'; 1 << 20];
+    let mut left = pad;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        f.write_all(&chunk[..n]).unwrap();
+        left -= n;
+    }
+    f.write_all(tail.as_bytes()).unwrap();
+    f.flush().unwrap();
+}
+
+#[tokio::test]
+async fn record_of_100_mb_is_skipped_and_keeps_stored_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let st = store(&tmp);
+    let dir = pypi_copy(tmp.path());
+    let config = one(FeedSource::new(
+        FeedKind::Osv,
+        "osv",
+        dir.display().to_string(),
+    ));
+    sync(&config, &st, &quiet).await.unwrap();
+    let keys = fixture_pypi_keys();
+    let before = stored_of(&st, "osv", &keys).await;
+    let requests_before = st.get_advisories(&key("pypi", "requests")).await.unwrap();
+    assert!(requests_before
+        .iter()
+        .any(|a| a.id == "GHSA-x84v-xcm2-53pg"));
+
+    // The requests record grows to over 100 MB; a new small record arrives too.
+    let path = dir.join("PyPI/GHSA-x84v-xcm2-53pg.json");
+    let original: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    write_padded_record(&path, original, 101 << 20);
+    let size = std::fs::metadata(&path).unwrap().len();
+    assert!(size > 100 << 20);
+    std::fs::write(
+        dir.join("PyPI/NEW-1.json"),
+        serde_json::to_vec(&json!({
+            "id": "NEW-1",
+            "affected": [{
+                "package": {"ecosystem": "PyPI", "name": "newpkg"},
+                "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "1.2"}]}]
+            }]
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+
+    let report = sync_selected(&config, &[], &st, &quiet).await.unwrap();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let w = report
+        .warnings
+        .iter()
+        .find(|w| w.contains("GHSA-x84v-xcm2-53pg.json"))
+        .unwrap_or_else(|| panic!("no warning for the big record: {:?}", report.warnings));
+    assert!(w.contains(&size.to_string()), "{w}");
+    assert!(w.contains("max_record_bytes"), "{w}");
+    assert!(w.contains(&(16u64 << 20).to_string()), "{w}");
+    // The rest is ingested, the skipped record keeps its last stored version.
+    assert_eq!(report.deltas[0].changed, [key("pypi", "newpkg")]);
+    assert_eq!(
+        st.get_advisories(&key("pypi", "requests")).await.unwrap(),
+        requests_before
+    );
+    assert_eq!(stored_of(&st, "osv", &keys).await, before);
+    let state = st.get_feed_state("osv").await.unwrap().unwrap();
+    assert_eq!(state.record_count, before.len() as u64 + 1);
+
+    // Unchanged content: nothing to do, the skip is not repeated as a change.
+    let report = sync_selected(&config, &[], &st, &quiet).await.unwrap();
+    assert!(report.deltas.is_empty() && report.errors.is_empty());
+}
+
+#[tokio::test]
+async fn zip_entry_over_the_configured_record_cap_is_skipped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let st = store(&tmp);
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    let mut names: Vec<PathBuf> = std::fs::read_dir(feeds_dir().join("osv/PyPI"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    for p in &names {
+        w.start_file(p.file_name().unwrap().to_string_lossy(), opts)
+            .unwrap();
+        w.write_all(&std::fs::read(p).unwrap()).unwrap();
+    }
+    // A 3 MiB record (compresses to a few KiB).
+    let big = tmp.path().join("big.json");
+    write_padded_record(
+        &big,
+        json!({
+            "id": "BIG-1",
+            "affected": [{
+                "package": {"ecosystem": "PyPI", "name": "bigpkg"},
+                "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}]}]
+            }]
+        }),
+        3 << 20,
+    );
+    w.start_file("BIG-1.json", opts).unwrap();
+    w.write_all(&std::fs::read(&big).unwrap()).unwrap();
+    let bytes = w.finish().unwrap().into_inner();
+    let zip_path = tmp.path().join("PyPI.zip");
+    std::fs::write(&zip_path, &bytes).unwrap();
+
+    let mut src = FeedSource::new(FeedKind::Osv, "osv-pypi", zip_path.display().to_string());
+    src.max_record_bytes = Some(1 << 20);
+    let report = sync_selected(&one(src.clone()), &[], &st, &quiet)
+        .await
+        .unwrap();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.contains("BIG-1.json") && w.contains("max_record_bytes")),
+        "{:?}",
+        report.warnings
+    );
+    assert!(st
+        .get_advisories(&key("pypi", "bigpkg"))
+        .await
+        .unwrap()
+        .is_empty());
+    for k in fixture_pypi_keys() {
+        assert!(!st.get_advisories(&k).await.unwrap().is_empty(), "{k:?}");
+    }
+
+    // The uncompressed total is capped as well: a clear error, nothing changed.
+    let before = st.get_advisories(&key("pypi", "django")).await.unwrap();
+    let state_before = st.get_feed_state("osv-pypi").await.unwrap().unwrap();
+    let mut tight = src.clone();
+    tight.name = "osv-pypi".into();
+    tight.max_total_bytes = Some(bytes.len() as u64 + 1);
+    tight.max_record_bytes = Some(4 << 20);
+    let err = sync(&one(tight), &st, &quiet).await.unwrap_err();
+    assert!(matches!(err, FeedError::TooLarge { .. }), "{err}");
+    assert!(err.to_string().contains("uncompressed"), "{err}");
+    assert_eq!(
+        st.get_advisories(&key("pypi", "django")).await.unwrap(),
+        before
+    );
+    assert_eq!(
+        st.get_feed_state("osv-pypi").await.unwrap().unwrap(),
+        state_before
+    );
+}
+
+#[tokio::test]
+async fn debian_tracker_over_the_total_cap_is_an_error_and_keeps_data() {
+    let tmp = tempfile::tempdir().unwrap();
+    let st = store(&tmp);
+    let tracker = tmp.path().join("tracker.json");
+    std::fs::copy(feeds_dir().join("debian/tracker.json"), &tracker).unwrap();
+    // The caps come from the configuration; absent, they default.
+    let config: FeedsConfig = serde_json::from_value(json!({
+        "feeds": [{"kind": "debian", "name": "debian", "url": tracker.display().to_string()}]
+    }))
+    .unwrap();
+    assert_eq!(config.feeds[0].max_total_bytes, None);
+    sync(&config, &st, &quiet).await.unwrap();
+    let sope = st.get_advisories(&key("debian:12", "sope")).await.unwrap();
+    assert!(!sope.is_empty());
+    let state_before = st.get_feed_state("debian").await.unwrap().unwrap();
+
+    // The tracker grows past 100 MB (one package entry with a huge description);
+    // the feed is configured with a 64 MiB cap.
+    let mut doc: Value = serde_json::from_slice(&std::fs::read(&tracker).unwrap()).unwrap();
+    doc["hugepkg"] = json!({"CVE-2099-0001": {
+        "description": "@@PAD@@",
+        "releases": {"bookworm": {"status": "open", "urgency": "low"}}
+    }});
+    let text = serde_json::to_string(&doc).unwrap();
+    let (head, tail) = text.split_once("@@PAD@@").unwrap();
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&tracker).unwrap());
+        f.write_all(head.as_bytes()).unwrap();
+        let chunk = vec![b'y'; 1 << 20];
+        for _ in 0..101 {
+            f.write_all(&chunk).unwrap();
+        }
+        f.write_all(tail.as_bytes()).unwrap();
+    }
+    let size = std::fs::metadata(&tracker).unwrap().len();
+    let config: FeedsConfig = serde_json::from_value(json!({
+        "feeds": [{
+            "kind": "debian", "name": "debian", "url": tracker.display().to_string(),
+            "max_total_bytes": 64u64 << 20
+        }]
+    }))
+    .unwrap();
+    assert_eq!(config.feeds[0].max_total_bytes, Some(64 << 20));
+    let err = sync(&config, &st, &quiet).await.unwrap_err();
+    assert!(matches!(err, FeedError::TooLarge { .. }), "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("debian") && msg.contains("tracker.json"),
+        "{msg}"
+    );
+    assert!(msg.contains(&size.to_string()), "{msg}");
+    assert!(msg.contains(&(64u64 << 20).to_string()), "{msg}");
+    assert_eq!(
+        st.get_advisories(&key("debian:12", "sope")).await.unwrap(),
+        sope
+    );
+    assert!(st
+        .get_advisories(&key("debian:12", "hugepkg"))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        st.get_feed_state("debian").await.unwrap().unwrap(),
+        state_before
+    );
+}
+
+#[tokio::test]
+async fn unparseable_range_version_is_stored_and_does_not_fail_the_sync() {
+    let tmp = tempfile::tempdir().unwrap();
+    let st = store(&tmp);
+    let dir = pypi_copy(tmp.path());
+    std::fs::write(
+        dir.join("PyPI/BADVER-1.json"),
+        serde_json::to_vec(&json!({
+            "id": "BADVER-1",
+            "affected": [{
+                "package": {"ecosystem": "PyPI", "name": "badverpkg"},
+                "ranges": [
+                    {"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "not a version!!"}]},
+                    {"type": "SEMVER", "events": [{"introduced": "¯\\_(ツ)_/¯"}, {"last_affected": ""}]}
+                ]
+            }]
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    let config = one(FeedSource::new(
+        FeedKind::Osv,
+        "osv",
+        dir.display().to_string(),
+    ));
+    let report = sync_selected(&config, &[], &st, &quiet).await.unwrap();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let bad = st.get_advisories(&key("pypi", "badverpkg")).await.unwrap();
+    assert_eq!(bad.len(), 1);
+    assert_eq!(bad[0].id, "BADVER-1");
+    assert_eq!(bad[0].state, FixState::Fixed);
+    assert_eq!(bad[0].ranges[0].introduced.as_deref(), Some("0"));
+    assert_eq!(bad[0].ranges[0].fixed.as_deref(), Some("not a version!!"));
+    assert_eq!(bad[0].ranges[1].introduced.as_deref(), Some("¯\\_(ツ)_/¯"));
+    for k in fixture_pypi_keys() {
+        assert!(!st.get_advisories(&k).await.unwrap().is_empty(), "{k:?}");
+    }
+    // The matcher's comparator orders the string without panicking.
+    let cmp = vigil_match::version::Comparator::for_namespace("pypi");
+    let _ = cmp.compare("1.0", "not a version!!");
+}
+
+#[tokio::test]
+async fn malformed_record_keeps_its_last_good_version_until_fixed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let st = store(&tmp);
+    let dir = pypi_copy(tmp.path());
+    let config = one(FeedSource::new(
+        FeedKind::Osv,
+        "osv",
+        dir.display().to_string(),
+    ));
+    sync(&config, &st, &quiet).await.unwrap();
+    let keys = fixture_pypi_keys();
+    let before = stored_of(&st, "osv", &keys).await;
+    let path = dir.join("PyPI/GHSA-x84v-xcm2-53pg.json");
+    let good = std::fs::read(&path).unwrap();
+
+    // The requests record turns into broken JSON, an affected entry without package
+    // arrives in an array document, and a jinja2 advisory is dropped upstream.
+    std::fs::write(&path, &good[..good.len() / 2]).unwrap();
+    std::fs::write(
+        dir.join("PyPI/batch.json"),
+        serde_json::to_vec(&json!([
+            {"id": "NOPKG-1", "affected": [{"ranges": []}]},
+            {"id": "BATCH-1", "affected": [{
+                "package": {"ecosystem": "PyPI", "name": "batchpkg"},
+                "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}]}]
+            }]}
+        ]))
+        .unwrap(),
+    )
+    .unwrap();
+    let log = Mutex::new(Vec::<String>::new());
+    let progress = |m: &str| log.lock().unwrap().push(m.to_string());
+    let report = sync_selected(&config, &[], &st, &progress).await.unwrap();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert!(
+        report
+            .warnings
+            .iter()
+            .any(|w| w.contains("GHSA-x84v-xcm2-53pg.json") && w.contains("malformed")),
+        "{:?}",
+        report.warnings
+    );
+    assert!(
+        report.warnings.iter().any(|w| w.contains("NOPKG-1")),
+        "{:?}",
+        report.warnings
+    );
+    assert!(log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("partial sync")));
+    assert_eq!(report.deltas[0].changed, [key("pypi", "batchpkg")]);
+    // Nothing already stored is lost.
+    assert_eq!(stored_of(&st, "osv", &keys).await, before);
+
+    // Fixed upstream: the next sync is full again.
+    std::fs::write(&path, &good).unwrap();
+    std::fs::remove_file(dir.join("PyPI/batch.json")).unwrap();
+    let report = sync_selected(&config, &[], &st, &quiet).await.unwrap();
+    assert!(report.errors.is_empty() && report.warnings.is_empty());
+    assert_eq!(report.deltas[0].changed, [key("pypi", "batchpkg")]);
+    assert!(st
+        .get_advisories(&key("pypi", "batchpkg"))
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(stored_of(&st, "osv", &keys).await, before);
+}
+
+#[tokio::test]
+async fn sync_resumes_after_a_truncated_zip() {
+    let tmp = tempfile::tempdir().unwrap();
+    let st = store(&tmp);
+    let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    let mut names: Vec<PathBuf> = std::fs::read_dir(feeds_dir().join("osv/Go"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    for p in &names {
+        w.start_file(p.file_name().unwrap().to_string_lossy(), opts)
+            .unwrap();
+        w.write_all(&std::fs::read(p).unwrap()).unwrap();
+    }
+    let full = w.finish().unwrap().into_inner();
+    let zip_path = tmp.path().join("Go.zip");
+    let src = FeedSource::new(
+        FeedKind::Osv,
+        "osv-go",
+        format!("file://{}", zip_path.display()),
+    );
+    let config = one(src.clone());
+    let expected = parse_body(&src, &Body::Bytes(full.clone())).unwrap();
+    assert!(expected.len() > 10);
+    let expected_count: u64 = expected.values().map(|v| v.len() as u64).sum();
+
+    // A download cut off mid-way: a clear error, nothing stored, no feed state.
+    std::fs::write(&zip_path, &full[..full.len() * 2 / 3]).unwrap();
+    let err = sync(&config, &st, &quiet).await.unwrap_err();
+    assert!(matches!(err, FeedError::Zip { .. }), "{err}");
+    assert!(err.to_string().contains("osv-go"), "{err}");
+    assert!(st.get_feed_state("osv-go").await.unwrap().is_none());
+    for k in expected.keys() {
+        assert!(st.get_advisories(k).await.unwrap().is_empty());
+    }
+
+    // The source is repaired: the next sync ingests everything.
+    std::fs::write(&zip_path, &full).unwrap();
+    let deltas = sync(&config, &st, &quiet).await.unwrap();
+    assert_eq!(deltas.len(), 1);
+    assert_eq!(
+        deltas[0].changed,
+        expected.keys().cloned().collect::<Vec<_>>()
+    );
+    for (k, advs) in &expected {
+        assert_eq!(&st.get_advisories(k).await.unwrap(), advs, "{k:?}");
+    }
+    let state = st.get_feed_state("osv-go").await.unwrap().unwrap();
+    assert_eq!(
+        state.content_hash.as_deref(),
+        Some(deltas[0].sync_id.as_str())
+    );
+    assert_eq!(state.url, src.url);
+    assert_eq!(state.record_count, expected_count);
+    assert_eq!(state.namespaces.keys().collect::<Vec<_>>(), ["go"]);
+
+    // Broken again after a good sync: the error leaves data and state alone, and the
+    // repair (same content as stored) resumes with nothing to change.
+    std::fs::write(&zip_path, &full[..100]).unwrap();
+    assert!(sync(&config, &st, &quiet).await.is_err());
+    assert_eq!(st.get_feed_state("osv-go").await.unwrap().unwrap(), state);
+    std::fs::write(&zip_path, &full).unwrap();
+    assert!(sync(&config, &st, &quiet).await.unwrap().is_empty());
+    let resumed = st.get_feed_state("osv-go").await.unwrap().unwrap();
+    assert_eq!(resumed.content_hash, state.content_hash);
+    assert!(resumed.last_sync >= state.last_sync);
+    for (k, advs) in &expected {
+        assert_eq!(&st.get_advisories(k).await.unwrap(), advs, "{k:?}");
+    }
+}
