@@ -300,7 +300,7 @@ async fn sync_feed_warn(
             "skipping {path}: {size} bytes, over the record limit of {limit} bytes (max_record_bytes)"
         ));
     }
-    let hash = content_hash(&body, &skipped);
+    let hash = content_hash(source, &body, &skipped);
     if let Some(prev) = previous
         .as_ref()
         .filter(|p| p.url == source.url && p.content_hash.as_deref() == Some(hash.as_str()))
@@ -366,15 +366,21 @@ async fn sync_feed_warn(
 }
 
 /// The content hash of a fetched source: the body's, plus the path and size of every
-/// file skipped as oversized (so raising the cap, or the file changing, resyncs).
-fn content_hash(body: &Body, skipped: &[(String, u64)]) -> String {
+/// file skipped as oversized, plus the size caps when configured (so changing a cap
+/// resyncs content that was skipped or refused under the old one).
+fn content_hash(source: &FeedSource, body: &Body, skipped: &[(String, u64)]) -> String {
     use sha2::{Digest, Sha256};
     let h = body.hash();
-    if skipped.is_empty() {
+    let custom = source.max_record_bytes.is_some() || source.max_total_bytes.is_some();
+    if skipped.is_empty() && !custom {
         return h;
     }
     let mut d = Sha256::new();
     d.update(h.as_bytes());
+    if custom {
+        let l = source.limits();
+        d.update(format!("\0limits:{}:{}", l.record, l.total).as_bytes());
+    }
     for (p, n) in skipped {
         d.update(p.as_bytes());
         d.update([0u8]);
