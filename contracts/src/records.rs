@@ -1077,5 +1077,9 @@ record!(StoredBundle, "stored_bundle");
 pub struct PolicyUpdated {
     pub bundle_id: String,
     pub updated_at: UnixMillis,
+    /// The bundle itself (JSON), when the publisher has no access to the store: the
+    /// evaluate stage stores it and makes it active before re-evaluating.
+    #[serde(default)]
+    pub bundle_json: Option<String>,
 }
 record!(PolicyUpdated, "policy_updated");

@@ -300,6 +300,7 @@ fn every_record_roundtrips() {
     roundtrip(PolicyUpdated {
         bundle_id: "b".into(),
         updated_at: 1,
+        bundle_json: None,
     });
 }
 

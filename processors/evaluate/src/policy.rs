@@ -81,6 +81,7 @@ pub async fn activate_bundle(
     Ok(PolicyUpdated {
         bundle_id: id.to_string(),
         updated_at: now,
+        bundle_json: None,
     })
 }
 

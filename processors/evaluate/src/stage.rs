@@ -212,6 +212,14 @@ impl Stage for EvaluateStage {
     async fn handle(&self, subject: &Subject, payload: &[u8]) -> Result<Vec<Outgoing>, StageError> {
         if *subject == Subject::PolicyUpdated {
             let update: PolicyUpdated = codec::decode(payload)?;
+            if let Some(json) = &update.bundle_json {
+                // Published with its content: store it and make it the active bundle.
+                let stored = crate::policy::add_bundle(&self.store, json, update.updated_at)
+                    .await
+                    .map_err(|e| StageError::new(FailureKind::InvalidRequest, e.to_string()))?;
+                self.store.activate_bundle(&stored.id).await?;
+                tracing::info!(bundle = %stored.id, "policy bundle published and activated");
+            }
             return self.reevaluate_all(&update, now_millis()).await;
         }
         let msg: MatchedImage = codec::decode(payload)?;

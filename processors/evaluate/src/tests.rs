@@ -952,6 +952,7 @@ mod stage {
             codec::encode(&PolicyUpdated {
                 bundle_id: id.into(),
                 updated_at: at,
+                bundle_json: None,
             })
             .unwrap()
         };

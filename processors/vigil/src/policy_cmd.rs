@@ -35,6 +35,14 @@ pub enum PolicyCmd {
         #[command(flatten)]
         nats: NatsArgs,
     },
+    /// Send a bundle file to a running cluster (`vigil run`): its evaluate stage stores it,
+    /// makes it active and re-evaluates every evaluated image; a `policy_eval`
+    /// notification goes out for each image whose final action changed.
+    Publish {
+        file: PathBuf,
+        #[command(flatten)]
+        nats: NatsArgs,
+    },
     /// Delete a stored bundle (not the active one).
     Delete { id: String },
     /// Check a bundle file; every problem is named by policy, rule and parameter.
@@ -90,9 +98,23 @@ pub async fn run(cfg: Config, cmd: PolicyCmd) -> Result<ExitCode> {
             }
         });
     }
+    if let PolicyCmd::Publish { file, nats } = &cmd {
+        let json = read(file)?;
+        let bundle = vigil_evaluate::load_bundle(&json)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        let now = vigil_runtime::now_millis();
+        let update = vigil_contracts::PolicyUpdated {
+            bundle_id: policy::bundle_store_id(&bundle, &json),
+            updated_at: now,
+            bundle_json: Some(json),
+        };
+        publish_update(cfg, nats, &update).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
     let store = wiring::open_store(&cfg).await?;
     let now = vigil_runtime::now_millis();
     match cmd {
+        PolicyCmd::Publish { .. } => unreachable!("handled above"),
         PolicyCmd::Validate { .. } => unreachable!("handled above"),
         PolicyCmd::Add { file, activate } => {
             let stored = policy::add_bundle(&store, &read(&file)?, now).await?;
@@ -117,18 +139,7 @@ pub async fn run(cfg: Config, cmd: PolicyCmd) -> Result<ExitCode> {
             let update = policy::activate_bundle(&store, &id, now).await?;
             eprintln!("vigil: {id} is now the active bundle");
             if publish || nats.nats.is_some() {
-                let cfg = crate::cli::apply_nats(cfg, &nats);
-                let client = jetstream::connect(&cfg.nats.url).await?;
-                let subjects = cfg.nats.subjects();
-                let js = async_nats::jetstream::new(client);
-                jetstream::ensure_streams(&js, &subjects).await?;
-                let out = Outgoing::record(
-                    Subject::PolicyUpdated,
-                    format!("policy-updated-{id}-{now}"),
-                    &update,
-                )?;
-                jetstream::publish(&js, &subjects, &out).await?;
-                eprintln!("vigil: published the policy update on {}", cfg.nats.url);
+                publish_update(cfg, &nats, &update).await?;
             }
         }
         PolicyCmd::Delete { id } => {
@@ -182,4 +193,28 @@ pub async fn run(cfg: Config, cmd: PolicyCmd) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Publish a `PolicyUpdated` on `<prefix>.policy.updated`.
+async fn publish_update(
+    cfg: Config,
+    nats: &NatsArgs,
+    update: &vigil_contracts::PolicyUpdated,
+) -> Result<()> {
+    let cfg = crate::cli::apply_nats(cfg, nats);
+    let client = jetstream::connect(&cfg.nats.url).await?;
+    let subjects = cfg.nats.subjects();
+    let js = async_nats::jetstream::new(client);
+    jetstream::ensure_streams(&js, &subjects).await?;
+    let out = Outgoing::record(
+        Subject::PolicyUpdated,
+        format!("policy-updated-{}-{}", update.bundle_id, update.updated_at),
+        update,
+    )?;
+    jetstream::publish(&js, &subjects, &out).await?;
+    eprintln!(
+        "vigil: published policy bundle {} on {}",
+        update.bundle_id, cfg.nats.url
+    );
+    Ok(())
 }
