@@ -280,7 +280,7 @@ fn assert_must_find(a: &Analysis, musts: &Value, image: &str) {
                         Some(inner) => format!("{path}:{inner}"),
                         None => path.to_string(),
                     };
-                    p.locations.iter().any(|l| *l == want)
+                    p.locations.contains(&want)
                 })
         });
         assert!(found, "{image}: {t} {name} {:?} not found", m["version"]);
