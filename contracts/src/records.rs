@@ -288,6 +288,10 @@ pub struct LayerIndex {
     /// Secrets found while the layer streamed.
     #[serde(default)]
     pub secrets: Vec<SecretHit>,
+    /// Matches of the configured content-search regexes (`rule` is the regex), for the
+    /// policy's `files.content_regex_match`.
+    #[serde(default)]
+    pub content_matches: Vec<SecretHit>,
     /// Packages recognised in file contents while the layer streamed: Go and Rust build
     /// information in binaries, Java archives (nested ones too), runtime binaries. Each
     /// has the file it came from as its first location.
@@ -489,6 +493,9 @@ pub struct Analysis {
     pub groups: Vec<Group>,
     #[serde(default)]
     pub secrets: Vec<SecretHit>,
+    /// Content-search matches (`rule` is the regex).
+    #[serde(default)]
+    pub content_matches: Vec<SecretHit>,
     #[serde(default)]
     pub retrieved_files: Vec<RetrievedFile>,
     #[serde(default)]
@@ -932,6 +939,7 @@ impl ScanReport {
             users: self.users.clone(),
             groups: self.groups.clone(),
             secrets: self.secrets.clone(),
+            content_matches: Vec::new(),
             retrieved_files: Vec::new(),
             dockerfile: self.dockerfile.clone(),
             passwd_present: !self.users.is_empty(),

@@ -155,6 +155,7 @@ fn every_record_roundtrips() {
         warnings: vec![],
         secrets: Vec::new(),
         packages: Vec::new(),
+        content_matches: Vec::new(),
     });
     roundtrip(Analysis {
         descriptor: descriptor(),
@@ -191,6 +192,7 @@ fn every_record_roundtrips() {
         dockerfile: None,
         passwd_present: false,
         from_sbom: false,
+        content_matches: Vec::new(),
     });
     roundtrip(AnalyzedImage {
         request: Some(ctx()),

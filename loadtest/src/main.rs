@@ -137,6 +137,7 @@ fn analysis(i: usize, packages: usize, affected: bool) -> Analysis {
         dockerfile: None,
         passwd_present: false,
         from_sbom: false,
+        content_matches: Vec::new(),
     }
 }
 

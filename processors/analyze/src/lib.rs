@@ -237,6 +237,7 @@ pub fn analyze_with(
         users,
         groups,
         secrets: fs.secrets.clone(),
+        content_matches: fs.content_matches.clone(),
         retrieved_files: content::retrieve(&fs, &opts.retrieve_paths, opts.retrieve_max_bytes),
         dockerfile,
         from_sbom: false,

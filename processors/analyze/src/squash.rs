@@ -22,6 +22,7 @@ pub struct SquashedFs {
     pub stream_packages: Vec<Package>,
     /// Secrets extract found, on the same terms.
     pub secrets: Vec<SecretHit>,
+    pub content_matches: Vec<SecretHit>,
     pub warnings: Vec<String>,
 }
 
@@ -30,12 +31,14 @@ pub struct SquashedFs {
 struct ByPath {
     packages: BTreeMap<String, Vec<Package>>,
     secrets: BTreeMap<String, Vec<SecretHit>>,
+    content: BTreeMap<String, Vec<SecretHit>>,
 }
 
 impl ByPath {
     fn remove(&mut self, path: &str, keep_self: bool) {
         remove_tree(&mut self.packages, path, keep_self);
         remove_tree(&mut self.secrets, path, keep_self);
+        remove_tree(&mut self.content, path, keep_self);
     }
 }
 
@@ -107,6 +110,7 @@ pub fn squash(indexes: &[LayerIndex]) -> SquashedFs {
                         fs.files.remove(&e.path);
                         by_path.packages.remove(&e.path);
                         by_path.secrets.remove(&e.path);
+                        by_path.content.remove(&e.path);
                     }
                     fs.entries.insert(e.path.clone(), e.clone());
                 }
@@ -140,6 +144,13 @@ pub fn squash(indexes: &[LayerIndex]) -> SquashedFs {
                 )),
             }
         }
+        for s in &idx.content_matches {
+            by_path
+                .content
+                .entry(s.path.clone())
+                .or_default()
+                .push(s.clone());
+        }
         for s in &idx.secrets {
             by_path
                 .secrets
@@ -152,6 +163,12 @@ pub fn squash(indexes: &[LayerIndex]) -> SquashedFs {
     // A record whose layer did not list its path is kept only if the path exists.
     fs.stream_packages = by_path
         .packages
+        .into_iter()
+        .filter(|(p, _)| fs.entries.contains_key(p))
+        .flat_map(|(_, v)| v)
+        .collect();
+    fs.content_matches = by_path
+        .content
         .into_iter()
         .filter(|(p, _)| fs.entries.contains_key(p))
         .flat_map(|(_, v)| v)

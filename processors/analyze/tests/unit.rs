@@ -44,6 +44,7 @@ fn layer(entries: Vec<FileEntry>, kept: &[(&str, &str)]) -> LayerIndex {
         warnings: vec![],
         secrets: Vec::new(),
         packages: Vec::new(),
+        content_matches: Vec::new(),
     }
 }
 

@@ -404,6 +404,7 @@ fn main() {
         dockerfile: None,
         passwd_present: true,
         from_sbom: false,
+        content_matches: Vec::new(),
     };
     let report = VulnReport {
         image_digest: "sha256:bench".into(),

@@ -44,6 +44,7 @@ fn analysis(name: &str, tag: Option<&str>, ports: &[&str], user: Option<&str>) -
         dockerfile: None,
         passwd_present: false,
         from_sbom: false,
+        content_matches: Vec::new(),
     }
 }
 

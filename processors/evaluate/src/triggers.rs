@@ -294,27 +294,42 @@ pub(crate) fn files_content_regex_match(
     ctx: &TriggerContext<'_>,
     params: &Params,
 ) -> Vec<TriggerMatch> {
-    // vigil has no content-search analyzer with configured regexes: the regex is the
-    // parameter itself, applied to the content of the retrieved files.
-    let Some(re) = params.regex("regex_name") else {
-        return Vec::new();
-    };
-    ctx.analysis
-        .retrieved_files
+    // As Anchore: the content-search analyzer ran the configured regexes
+    // (`[extract] content_search`) over the image's text files; `regex_name`, when set,
+    // is one of those regex strings and limits the check to it. One match per file and
+    // regex.
+    let named = params.regex("regex_name");
+    let only = named.map(|r| r.as_str());
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out: Vec<TriggerMatch> = ctx
+        .analysis
+        .content_matches
         .iter()
-        .filter(|f| {
-            String::from_utf8_lossy(&f.content)
-                .lines()
-                .any(|l| re.is_match(l))
-        })
-        .map(|f| {
+        .filter(|m| only.is_none_or(|r| r == m.rule))
+        .filter(|m| seen.insert((m.path.as_str(), m.rule.as_str())))
+        .map(|m| {
             TriggerMatch::msg(format!(
                 "File content analyzer found regexp match in container: file={} regexp={}",
-                f.path,
-                re.as_str()
+                m.path, m.rule
             ))
         })
-        .collect()
+        .collect();
+    // Retrieved files are searched too (their content is stored with the analysis).
+    if let Some(re) = named {
+        for f in &ctx.analysis.retrieved_files {
+            let hit = String::from_utf8_lossy(&f.content)
+                .lines()
+                .any(|l| re.is_match(l));
+            if hit && seen.insert((f.path.as_str(), re.as_str())) {
+                out.push(TriggerMatch::msg(format!(
+                    "File content analyzer found regexp match in container: file={} regexp={}",
+                    f.path,
+                    re.as_str()
+                )));
+            }
+        }
+    }
+    out
 }
 
 pub(crate) fn files_name_match(ctx: &TriggerContext<'_>, params: &Params) -> Vec<TriggerMatch> {

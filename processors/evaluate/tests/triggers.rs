@@ -327,7 +327,32 @@ fn dockerfile_no_dockerfile_provided() {
 
 #[test]
 fn files_content_regex_match() {
-    // Over retrieved files (/etc/passwd here): misconfig-secrets added `toor`.
+    // The content-search analyzer's matches: misconfig-secrets has the configured regex
+    // in two files; with `regex_name` the check is limited to that regex.
+    let want = [
+        format!("File content analyzer found regexp match in container: file=/opt/app/.env regexp={}", common::CONTENT_REGEX),
+        format!("File content analyzer found regexp match in container: file=/root/.aws/credentials regexp={}", common::CONTENT_REGEX),
+    ];
+    let mut all = fire(MS, "files", "content_regex_match", &[]);
+    all.sort_by(|a, b| a.message.cmp(&b.message));
+    assert_eq!(messages(&all), want);
+    let mut named = fire(
+        MS,
+        "files",
+        "content_regex_match",
+        &[("regex_name", common::CONTENT_REGEX)],
+    );
+    named.sort_by(|a, b| a.message.cmp(&b.message));
+    assert_eq!(messages(&named), want);
+    assert!(fire(
+        MS,
+        "files",
+        "content_regex_match",
+        &[("regex_name", "no-such-regex")]
+    )
+    .is_empty());
+    assert!(fire(PY, "files", "content_regex_match", &[]).is_empty());
+    // Retrieved files (/etc/passwd here) are searched too: misconfig-secrets added `toor`.
     let f = fire(
         MS,
         "files",

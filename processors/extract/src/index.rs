@@ -43,6 +43,9 @@ pub struct ExtractLimits {
     pub secret_rules: Vec<SecretRule>,
     /// Regexes of matches never reported (documentation example keys).
     pub secret_allow: Vec<String>,
+    /// Content search (Anchore's `content_search` analyzer): regexes run over text files
+    /// like the secret rules; matches feed the policy's `files.content_regex_match`.
+    pub content_search: Vec<String>,
     /// Look into ELF files for Go build info and cargo-auditable data, and into runtime
     /// binaries (python, node, java, busybox) for their versions.
     pub binary_scan: bool,
@@ -73,6 +76,7 @@ impl Default for ExtractLimits {
             secret_max_file_bytes: 1 << 20,
             secret_rules: secrets::default_rules(),
             secret_allow: secrets::default_allow(),
+            content_search: Vec::new(),
             binary_scan: true,
             max_binary_bytes: 32 << 20,
             java_scan: true,
@@ -237,6 +241,7 @@ pub fn index_layer(
         warnings: Vec::new(),
         packages: Vec::new(),
         secrets: Vec::new(),
+        content_matches: Vec::new(),
     };
     let entries = archive
         .entries()

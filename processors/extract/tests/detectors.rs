@@ -871,3 +871,40 @@ fn config_section_deserialises_with_defaults() {
         ExtractLimits::default().max_kept_file_bytes
     );
 }
+
+// ---------------------------------------------------------------- content search
+
+#[test]
+fn content_search_reports_path_regex_and_line_separately_from_secrets() {
+    let conf = b"# app\nlisten = 0.0.0.0\nadmin_password = hunter2\n";
+    let files: [(&str, &[u8]); 2] = [
+        ("etc/app.conf", conf),
+        ("etc/other.conf", b"nothing to see\n"),
+    ];
+    // Off by default: nothing recorded.
+    assert!(index(&files, &ExtractLimits::default())
+        .content_matches
+        .is_empty());
+    let regex = r"(?i)password\s*=";
+    let limits = ExtractLimits {
+        content_search: vec![regex.to_string(), "no-such-text".to_string()],
+        ..ExtractLimits::default()
+    };
+    let idx = index(&files, &limits);
+    let got: Vec<(&str, &str, u64)> = idx
+        .content_matches
+        .iter()
+        .map(|m| (m.path.as_str(), m.rule.as_str(), m.line))
+        .collect();
+    assert_eq!(got, vec![("/etc/app.conf", regex, 3)]);
+    assert!(
+        idx.secrets.iter().all(|s| s.rule != regex),
+        "content matches are not secrets"
+    );
+    // A broken regex is a clear configuration error.
+    let bad = ExtractLimits {
+        content_search: vec!["(unclosed".to_string()],
+        ..ExtractLimits::default()
+    };
+    assert!(index_layer(&tar_of(&files)[..], "sha256:t", &bad).is_err());
+}

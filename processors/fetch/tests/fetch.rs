@@ -128,6 +128,7 @@ async fn registry_plain_http_debian_base_and_reuse() {
                 warnings: vec![],
                 secrets: Vec::new(),
                 packages: Vec::new(),
+                content_matches: Vec::new(),
             })
             .await
             .unwrap();
@@ -156,6 +157,7 @@ async fn registry_plain_http_debian_base_and_reuse() {
             dockerfile: None,
             passwd_present: false,
             from_sbom: false,
+            content_matches: Vec::new(),
         })
         .await
         .unwrap();

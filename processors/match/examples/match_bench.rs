@@ -189,6 +189,7 @@ fn main() {
         dockerfile: None,
         passwd_present: false,
         from_sbom: false,
+        content_matches: Vec::new(),
     };
 
     let runs = 50;

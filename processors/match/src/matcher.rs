@@ -618,6 +618,7 @@ mod tests {
             dockerfile: None,
             passwd_present: false,
             from_sbom: false,
+            content_matches: Vec::new(),
         }
     }
 

@@ -228,6 +228,7 @@ fn analysis(distro: Option<Distro>, packages: Vec<Package>) -> Analysis {
         dockerfile: None,
         passwd_present: false,
         from_sbom: false,
+        content_matches: Vec::new(),
     }
 }
 

@@ -56,6 +56,7 @@ fn analysis() -> Analysis {
         dockerfile: None,
         passwd_present: false,
         from_sbom: false,
+        content_matches: Vec::new(),
     }
 }
 

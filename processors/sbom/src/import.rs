@@ -375,6 +375,7 @@ pub fn analysis_from_sbom(text: &str, now: UnixMillis) -> Result<Analysis, SbomE
         dockerfile: None,
         passwd_present: false,
         from_sbom: true,
+        content_matches: Vec::new(),
     })
 }
 

@@ -423,6 +423,7 @@ pub fn sample_layer_index(digest: &str, extractor_version: u32) -> LayerIndex {
         warnings: vec!["odd entry".into()],
         packages: Vec::new(),
         secrets: Vec::new(),
+        content_matches: Vec::new(),
     }
 }
 
@@ -495,6 +496,7 @@ pub fn sample_analysis(digest: &str) -> Analysis {
         retrieved_files: Vec::new(),
         secrets: Vec::new(),
         users: Vec::new(),
+        content_matches: Vec::new(),
     }
 }
 

@@ -118,6 +118,9 @@ fn scan_secrets(files: &BTreeMap<String, Vec<u8>>) -> Vec<SecretHit> {
     out
 }
 
+/// The content-search regex the test images are analysed with (`[extract] content_search`).
+pub const CONTENT_REGEX: &str = "(?i)aws_secret_access_key";
+
 fn build(name: &str) -> Built {
     let layout = testbed::oci_layout(name);
     let layers = testbed::layers(&layout, None);
@@ -125,7 +128,11 @@ fn build(name: &str) -> Built {
         .iter()
         .map(|d| {
             let f = std::fs::File::open(testbed::blob_path(&layout, d)).unwrap();
-            index_layer(f, d, &ExtractLimits::default()).unwrap()
+            let limits = ExtractLimits {
+                content_search: vec![CONTENT_REGEX.to_string()],
+                ..ExtractLimits::default()
+            };
+            index_layer(f, d, &limits).unwrap()
         })
         .collect();
     let (config, config_digest) = config_of(&layout);

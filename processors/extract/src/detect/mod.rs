@@ -33,6 +33,7 @@ const GO_WINDOW: usize = 1 << 20;
 pub struct FileScan {
     limits: ExtractLimits,
     secrets: Option<secrets::SecretScanner>,
+    content: Option<secrets::SecretScanner>,
     java: java::JavaLimits,
     chunk: Vec<u8>,
     full: Vec<u8>,
@@ -49,7 +50,21 @@ impl FileScan {
         } else {
             None
         };
+        let content = if limits.content_search.is_empty() {
+            None
+        } else {
+            let rules: Vec<secrets::SecretRule> = limits
+                .content_search
+                .iter()
+                .map(|r| secrets::SecretRule {
+                    name: r.clone(),
+                    regex: r.clone(),
+                })
+                .collect();
+            Some(secrets::SecretScanner::new(&rules, &[])?)
+        };
         Ok(FileScan {
+            content,
             java: java::JavaLimits {
                 max_depth: limits.java_max_depth,
                 max_decompressed: limits.java_max_decompressed_bytes,
@@ -94,7 +109,9 @@ impl FileScan {
             None
         };
         let maybe_elf = l.binary_scan && size >= 52;
-        let maybe_secret = self.secrets.is_some() && size > 0 && size <= l.secret_max_file_bytes;
+        let maybe_secret = (self.secrets.is_some() || self.content.is_some())
+            && size > 0
+            && size <= l.secret_max_file_bytes;
         if keep_cap.is_none()
             && !maybe_java
             && rt.is_none()
@@ -201,6 +218,15 @@ impl FileScan {
             });
         }
         if is_text && whole {
+            if let Some(c) = &self.content {
+                for (rule, line) in c.scan(&self.full) {
+                    idx.content_matches.push(SecretHit {
+                        path: fe.path.clone(),
+                        rule,
+                        line,
+                    });
+                }
+            }
             if let Some(s) = &self.secrets {
                 for (rule, line) in s.scan(&self.full) {
                     idx.secrets.push(SecretHit {

@@ -76,6 +76,7 @@ pub fn analysis(digest: &str, distro: Option<Distro>, packages: Vec<Package>) ->
         dockerfile: None,
         passwd_present: false,
         from_sbom: false,
+        content_matches: Vec::new(),
     }
 }
 

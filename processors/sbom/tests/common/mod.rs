@@ -195,6 +195,7 @@ pub fn analysis() -> Analysis {
         dockerfile: None,
         passwd_present: true,
         from_sbom: false,
+        content_matches: Vec::new(),
     }
 }
 
