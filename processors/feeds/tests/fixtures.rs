@@ -74,6 +74,27 @@ fn alpine_driver() {
 }
 
 #[test]
+fn wolfi_and_chainguard_secdbs_have_their_own_namespaces() {
+    // Wolfi's security.json shape: no distroversion, a urlprefix, apk-style secfixes.
+    let wolfi = br#"{"apkurl":"{{urlprefix}}/{{reponame}}/{{arch}}/{{pkg.name}}-{{pkg.ver}}.apk",
+        "archs":["x86_64","aarch64"],"reponame":"os","urlprefix":"https://packages.wolfi.dev",
+        "packages":[{"pkg":{"name":"openssl","secfixes":{"3.1.4-r1":["CVE-2023-5678"],"0":["CVE-2022-0001"]}}}]}"#;
+    let advs = vigil_feeds::drivers::alpine::parse("wolfi", wolfi).unwrap();
+    assert!(advs.iter().all(|a| a.namespace == "wolfi"), "{advs:?}");
+    let fixed = advs.iter().find(|a| a.id == "CVE-2023-5678").unwrap();
+    assert_eq!(fixed.ranges[0].fixed.as_deref(), Some("3.1.4-r1"));
+    let zero = advs.iter().find(|a| a.id == "CVE-2022-0001").unwrap();
+    assert_eq!(zero.state, FixState::NotAffected);
+    let cg = br#"{"reponame":"enterprise","urlprefix":"https://packages.cgr.dev",
+        "packages":[{"pkg":{"name":"curl","secfixes":{"8.5.0-r0":["CVE-2023-46218"]}}}]}"#;
+    let advs = vigil_feeds::drivers::alpine::parse("cg", cg).unwrap();
+    assert_eq!(advs[0].namespace, "chainguard");
+    // Neither Alpine nor recognisable: a clear error.
+    let e = vigil_feeds::drivers::alpine::parse("x", br#"{"packages":[]}"#).unwrap_err();
+    assert!(e.to_string().contains("distroversion"), "{e}");
+}
+
+#[test]
 fn osv_driver() {
     let dir = feeds_dir().join("osv");
     let files: Vec<(String, Vec<u8>)> = walk(&dir);

@@ -12,6 +12,32 @@ fn looks_like_id(s: &str) -> bool {
     s.contains('-') && s.chars().next().is_some_and(|c| c.is_ascii_uppercase())
 }
 
+/// The namespace of a secdb document: Alpine's name their release (`distroversion`);
+/// the rolling Wolfi and Chainguard secdbs have none and are told apart by their
+/// `urlprefix` (`https://packages.wolfi.dev`, `https://packages.cgr.dev`) or, failing
+/// that, the feed's name.
+pub fn secdb_namespace(feed: &str, root: &Value) -> Option<String> {
+    if let Some(release) = root.get("distroversion").and_then(Value::as_str) {
+        return Some(format!("alpine:{}", release.trim().trim_start_matches('v')));
+    }
+    let prefix = root
+        .get("urlprefix")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let feed = feed.to_ascii_lowercase();
+    if prefix.contains("wolfi") || feed.contains("wolfi") {
+        Some("wolfi".into())
+    } else if prefix.contains("cgr.dev")
+        || prefix.contains("chainguard")
+        || feed.contains("chainguard")
+    {
+        Some("chainguard".into())
+    } else {
+        None
+    }
+}
+
 /// Parse one secdb file. A malformed package entry is skipped with a warning.
 pub fn parse(feed: &str, bytes: &[u8]) -> Result<Vec<Advisory>, FeedError> {
     let err = |m: String| FeedError::Parse {
@@ -20,12 +46,9 @@ pub fn parse(feed: &str, bytes: &[u8]) -> Result<Vec<Advisory>, FeedError> {
     };
     let root: Value =
         serde_json::from_slice(bytes).map_err(|e| err(format!("alpine secdb JSON: {e}")))?;
-    let release = root
-        .get("distroversion")
-        .and_then(Value::as_str)
-        .ok_or_else(|| err("alpine secdb without distroversion".into()))?;
-    let release = release.trim().trim_start_matches('v');
-    let namespace = format!("alpine:{release}");
+    let namespace = secdb_namespace(feed, &root).ok_or_else(|| {
+        err("secdb without distroversion, and neither Wolfi nor Chainguard by its urlprefix or feed name".into())
+    })?;
     let packages = root
         .get("packages")
         .and_then(Value::as_array)
