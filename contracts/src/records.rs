@@ -240,6 +240,10 @@ pub struct FileEntry {
     /// Hex sha256 of a regular file's content, when hashing was asked for.
     #[serde(default)]
     pub sha256: Option<String>,
+    /// Hex md5 of a regular file's content, when hashing was asked for (package
+    /// databases record md5: dpkg's `md5sums`).
+    #[serde(default)]
+    pub md5: Option<String>,
 }
 
 impl FileEntry {
@@ -383,6 +387,10 @@ pub struct Package {
     /// Files the package owns (OS packages; for ownership of language packages).
     #[serde(default)]
     pub files: Vec<String>,
+    /// Digests the package database records for its files: path → `md5:<hex>` (dpkg
+    /// `md5sums`), for the policy's `packages.verify`.
+    #[serde(default)]
+    pub file_digests: BTreeMap<String, String>,
     /// Ecosystem details: `epoch`, `release`, `group_id`, `artifact_id`, `main_module`,
     /// `go_toolchain`, `source_rpm`, …
     #[serde(default)]
@@ -406,6 +414,7 @@ impl Package {
             purl: None,
             cpes: Vec::new(),
             files: Vec::new(),
+            file_digests: BTreeMap::new(),
             metadata: BTreeMap::new(),
             found_by: None,
         }

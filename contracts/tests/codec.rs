@@ -144,6 +144,7 @@ fn every_record_roundtrips() {
             size: 3,
             link: None,
             sha256: None,
+            md5: None,
         }],
         kept: vec![KeptFile {
             path: "/etc/passwd".into(),
@@ -178,6 +179,7 @@ fn every_record_roundtrips() {
             files: Vec::new(),
             metadata: Default::default(),
             found_by: None,
+            file_digests: Default::default(),
         }],
         file_count: 1,
         image_size: 2,

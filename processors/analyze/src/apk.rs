@@ -76,6 +76,7 @@ pub fn parse_apk(path: &str, content: &[u8], distro: Option<&Distro>) -> Vec<Pac
                 files: s.files,
                 metadata: Default::default(),
                 found_by: None,
+                file_digests: Default::default(),
             })
         })
         .collect()

@@ -76,6 +76,7 @@ pub fn parse_dpkg(path: &str, content: &[u8], distro: Option<&Distro>) -> Vec<Pa
                 files: Vec::new(),
                 metadata: Default::default(),
                 found_by: None,
+                file_digests: Default::default(),
             })
         })
         .collect()
@@ -155,6 +156,15 @@ pub fn catalog(ctx: &CatalogCtx<'_>, path: &str, content: &[u8]) -> Vec<Package>
             {
                 p.files = list_files(ctx, &String::from_utf8_lossy(text));
             }
+            let sums = [
+                p.arch
+                    .as_ref()
+                    .map(|a| format!("{info}/{}:{a}.md5sums", p.name)),
+                Some(format!("{info}/{}.md5sums", p.name)),
+            ];
+            if let Some(text) = sums.iter().flatten().find_map(|c| ctx.fs.files.get(c)) {
+                p.file_digests = parse_md5sums(&String::from_utf8_lossy(text));
+            }
         } else if let Some(sums) = ctx
             .fs
             .files
@@ -171,6 +181,7 @@ pub fn catalog(ctx: &CatalogCtx<'_>, path: &str, content: &[u8]) -> Vec<Package>
             files.sort();
             files.dedup();
             p.files = files;
+            p.file_digests = parse_md5sums(&text);
         }
         if let Some(c) = ctx.fs.read(&format!("/usr/share/doc/{}/copyright", p.name)) {
             p.licenses = parse_copyright_licenses(&String::from_utf8_lossy(c));
@@ -179,9 +190,36 @@ pub fn catalog(ctx: &CatalogCtx<'_>, path: &str, content: &[u8]) -> Vec<Package>
     pkgs
 }
 
+/// dpkg `md5sums`: `<md5>  <path without the leading slash>` per line → path → `md5:<hex>`.
+pub fn parse_md5sums(text: &str) -> std::collections::BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.split_once("  "))
+        .filter(|(md5, f)| md5.len() == 32 && !f.trim().is_empty())
+        .map(|(md5, f)| {
+            (
+                vigil_extract::normalize(f.trim()).0,
+                format!("md5:{}", md5.to_ascii_lowercase()),
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn md5sums_lines() {
+        let m = parse_md5sums(
+            "0123456789abcdef0123456789abcdef  usr/bin/x\nbroken line\nABCDEF0123456789ABCDEF0123456789  usr/share/doc/x/copyright\n",
+        );
+        assert_eq!(m.len(), 2);
+        assert_eq!(m["/usr/bin/x"], "md5:0123456789abcdef0123456789abcdef");
+        assert_eq!(
+            m["/usr/share/doc/x/copyright"],
+            "md5:abcdef0123456789abcdef0123456789"
+        );
+    }
 
     #[test]
     fn dep5_licenses_only_from_machine_readable_files() {

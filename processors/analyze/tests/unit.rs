@@ -18,6 +18,7 @@ fn e(path: &str, kind: EntryKind, link: Option<&str>) -> FileEntry {
         size: 1,
         link: link.map(str::to_string),
         sha256: None,
+        md5: None,
     }
 }
 fn f(path: &str) -> FileEntry {

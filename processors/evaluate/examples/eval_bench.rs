@@ -298,6 +298,7 @@ fn main() {
             size: 1000,
             link: None,
             sha256: None,
+            md5: None,
         })
         .collect();
     files.sort_by(|a, b| a.path.cmp(&b.path));

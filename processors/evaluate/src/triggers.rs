@@ -651,11 +651,15 @@ fn vigil_normalize(p: &str) -> String {
 }
 
 pub(crate) fn packages_verify(ctx: &TriggerContext<'_>, params: &Params) -> Vec<TriggerMatch> {
-    // Only `missing` can be verified: the analysis has no package-database digests to
-    // detect `changed` files (see the report).
-    if params.str("check") == Some("changed") || ctx.analysis.files.is_empty() {
+    // `missing`: a file the package database lists is not in the image. `changed`: its
+    // md5 differs from the database's (dpkg `md5sums`); needs file hashing
+    // (`[extract] hash_files`), without which nothing is reported as changed.
+    if ctx.analysis.files.is_empty() {
         return Vec::new();
     }
+    let check = params.str("check");
+    let want_missing = check != Some("changed");
+    let want_changed = check != Some("missing");
     let only_packages = params.list("only_packages");
     let only_dirs = params.list("only_directories");
     let all = &ctx.analysis.files;
@@ -692,7 +696,22 @@ pub(crate) fn packages_verify(ctx: &TriggerContext<'_>, params: &Params) -> Vec<
             {
                 continue;
             }
-            if get(path).is_some() || get(&resolve_parents(&get, path)).is_some() {
+            let found = get(path).or_else(|| get(&resolve_parents(&get, path)));
+            if let Some(f) = found {
+                let recorded = p.file_digests.get(path.as_str());
+                let changed = match (recorded, &f.md5) {
+                    (Some(r), Some(actual)) => r.strip_prefix("md5:") != Some(actual.as_str()),
+                    _ => false,
+                };
+                if want_changed && changed {
+                    out.push(TriggerMatch::msg(format!(
+                        "VERIFY check against package db for package '{}' failed on entry '{path}' with status: 'changed'",
+                        p.name
+                    )));
+                }
+                continue;
+            }
+            if !want_missing {
                 continue;
             }
             out.push(TriggerMatch::msg(format!(

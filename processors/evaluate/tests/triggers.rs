@@ -697,6 +697,48 @@ fn packages_verify() {
 }
 
 #[test]
+fn packages_verify_changed() {
+    let dirs = (
+        "only_directories",
+        "/bin,/sbin,/usr/bin,/usr/sbin,/lib,/usr/lib",
+    );
+    let img = common::image(PY);
+    let bash = img.packages.iter().find(|p| p.name == "bash").unwrap();
+    assert!(
+        bash.file_digests.contains_key("/bin/bash"),
+        "dpkg md5sums are read: {:?}",
+        bash.file_digests.keys().take(3).collect::<Vec<_>>()
+    );
+    // Every packaged binary and library matches its md5sums entry.
+    let f = fire(PY, "packages", "verify", &[dirs, ("check", "changed")]);
+    assert!(f.is_empty(), "{:?}", &messages(&f)[..f.len().min(5)]);
+    // A file whose content differs from the database's record (dpkg lists /bin/bash; the
+    // merged /usr puts it at /usr/bin/bash).
+    let mut a = img.clone();
+    let e = a
+        .files
+        .iter_mut()
+        .find(|f| f.path == "/usr/bin/bash")
+        .unwrap();
+    assert!(e.md5.is_some(), "extract hashed the file");
+    e.md5 = Some("0".repeat(32));
+    let f = fire_on(
+        &a,
+        "packages",
+        "verify",
+        &[("only_packages", "bash"), dirs, ("check", "changed")],
+    );
+    assert_eq!(messages(&f), ["VERIFY check against package db for package 'bash' failed on entry '/bin/bash' with status: 'changed'"]);
+    assert!(fire_on(
+        &a,
+        "packages",
+        "verify",
+        &[("only_packages", "bash"), dirs, ("check", "missing")]
+    )
+    .is_empty());
+}
+
+#[test]
 fn packages_blacklist() {
     let bash = common::image(PY)
         .packages

@@ -304,6 +304,7 @@ pub fn index_layer(
             size,
             link,
             sha256: None,
+            md5: None,
         };
         if kind == EntryKind::File {
             scan.file(&mut entry, &mut fe, &mut idx)

@@ -29,7 +29,7 @@ pub use index::{detect, index_layer, Detected, ExtractError, ExtractLimits};
 pub use path::{glob_match, normalize, wanted, KEEP_RULES};
 
 /// Version of the index format; an index written by another version is redone.
-pub const EXTRACTOR_VERSION: u32 = 2;
+pub const EXTRACTOR_VERSION: u32 = 3;
 
 impl From<ExtractError> for StageError {
     fn from(e: ExtractError) -> Self {

@@ -16,6 +16,7 @@ pub const KEEP_RULES: &[&str] = &[
     "/var/lib/dpkg/status",
     "/var/lib/dpkg/status.d/*",
     "/var/lib/dpkg/info/*.list",
+    "/var/lib/dpkg/info/*.md5sums",
     "/usr/share/doc/*/copyright",
     "/lib/apk/db/installed",
     "/var/lib/rpm/Packages",

@@ -139,6 +139,7 @@ fn main() {
             files: vec![],
             metadata: Default::default(),
             found_by: None,
+            file_digests: Default::default(),
         };
         match kind {
             PackageType::Deb => {

@@ -585,6 +585,7 @@ mod tests {
             files: Vec::new(),
             metadata: Default::default(),
             found_by: None,
+            file_digests: Default::default(),
         }
     }
 

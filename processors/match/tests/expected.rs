@@ -247,6 +247,7 @@ fn package(kind: PackageType, name: &str, version: &str, source: Option<&str>) -
         files: Vec::new(),
         metadata: Default::default(),
         found_by: None,
+        file_digests: Default::default(),
     };
     if kind == PackageType::JavaArchive {
         let (g, a) = name.split_once(':').unwrap();

@@ -22,6 +22,7 @@ fn analysis() -> Analysis {
         files: Vec::new(),
         metadata: Default::default(),
         found_by: None,
+        file_digests: Default::default(),
     };
     Analysis {
         descriptor: ImageDescriptor {

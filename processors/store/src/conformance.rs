@@ -391,6 +391,7 @@ pub fn sample_layer_index(digest: &str, extractor_version: u32) -> LayerIndex {
                 size: 0,
                 link: None,
                 sha256: None,
+                md5: None,
             },
             FileEntry {
                 path: "/etc/os-release".into(),
@@ -401,6 +402,7 @@ pub fn sample_layer_index(digest: &str, extractor_version: u32) -> LayerIndex {
                 size: 21,
                 link: None,
                 sha256: None,
+                md5: None,
             },
             FileEntry {
                 path: "/bin/sh".into(),
@@ -411,6 +413,7 @@ pub fn sample_layer_index(digest: &str, extractor_version: u32) -> LayerIndex {
                 size: 0,
                 link: Some("busybox".into()),
                 sha256: None,
+                md5: None,
             },
         ],
         kept: vec![KeptFile {
@@ -482,6 +485,7 @@ pub fn sample_analysis(digest: &str) -> Analysis {
             files: Vec::new(),
             found_by: None,
             metadata: Default::default(),
+            file_digests: Default::default(),
         }],
         file_count: 3,
         image_size: 10_240,

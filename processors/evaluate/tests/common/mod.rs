@@ -130,6 +130,8 @@ fn build(name: &str) -> Built {
             let f = std::fs::File::open(testbed::blob_path(&layout, d)).unwrap();
             let limits = ExtractLimits {
                 content_search: vec![CONTENT_REGEX.to_string()],
+                // File digests, for packages.verify `changed`.
+                hash_files: true,
                 ..ExtractLimits::default()
             };
             index_layer(f, d, &limits).unwrap()

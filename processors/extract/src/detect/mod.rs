@@ -150,7 +150,7 @@ impl FileScan {
                 ));
             }
         }
-        let mut hasher = l.hash_files.then(Sha256::new);
+        let mut hasher = l.hash_files.then(|| (Sha256::new(), md5::Md5::new()));
         let mut rt_scan = rt.map(runtime::Scanner::new);
         self.full.clear();
 
@@ -163,8 +163,9 @@ impl FileScan {
                 .take(size - first as u64)
                 .read_to_end(&mut self.full)?;
             for c in self.full.chunks(CHUNK) {
-                if let Some(h) = hasher.as_mut() {
-                    h.update(c);
+                if let Some((sha, md)) = hasher.as_mut() {
+                    sha.update(c);
+                    md.update(c);
                 }
                 if let Some(s) = rt_scan.as_mut() {
                     s.feed(c);
@@ -179,8 +180,9 @@ impl FileScan {
             let mut n = first;
             loop {
                 let c = &self.chunk[..n];
-                if let Some(h) = hasher.as_mut() {
-                    h.update(c);
+                if let Some((sha, md)) = hasher.as_mut() {
+                    sha.update(c);
+                    md.update(c);
                 }
                 if let Some(s) = rt_scan.as_mut() {
                     s.feed(c);
@@ -202,8 +204,9 @@ impl FileScan {
         let l = &self.limits;
         let whole = self.full.len() as u64 == size;
 
-        if let Some(h) = hasher {
-            fe.sha256 = Some(hex::encode(h.finalize()));
+        if let Some((sha, md)) = hasher {
+            fe.sha256 = Some(hex::encode(sha.finalize()));
+            fe.md5 = Some(hex::encode(md.finalize()));
         }
         if let Some(cap) = keep_cap {
             let k = (cap as usize).min(self.full.len());

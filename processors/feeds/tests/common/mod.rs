@@ -37,6 +37,7 @@ pub fn pkg(kind: PackageType, name: &str, version: &str) -> Package {
         files: Vec::new(),
         metadata: Default::default(),
         found_by: None,
+        file_digests: Default::default(),
     }
 }
 
