@@ -518,6 +518,53 @@ pub struct Analysis {
 }
 record!(Analysis, "analysis");
 
+impl Analysis {
+    /// An analysis of `descriptor` holding only a distro and packages (everything else
+    /// empty): imported SBOMs, synthetic images in tests and load tests.
+    pub fn of_packages(
+        descriptor: ImageDescriptor,
+        distro: Option<Distro>,
+        packages: Vec<Package>,
+    ) -> Self {
+        Analysis {
+            descriptor,
+            distro,
+            packages,
+            file_count: 0,
+            image_size: 0,
+            analyzed_at: 0,
+            analyzer_version: 0,
+            warnings: Vec::new(),
+            files: Vec::new(),
+            users: Vec::new(),
+            groups: Vec::new(),
+            secrets: Vec::new(),
+            content_matches: Vec::new(),
+            retrieved_files: Vec::new(),
+            dockerfile: None,
+            passwd_present: false,
+            from_sbom: false,
+        }
+    }
+
+    /// A synthetic image reference (`dir` source, digest `sha256:t`) for tests.
+    pub fn test_descriptor() -> ImageDescriptor {
+        ImageDescriptor {
+            image: ImageRef {
+                source_kind: SourceKind::Dir,
+                name: "t".into(),
+                tag: None,
+                digest: "sha256:t".into(),
+                index_digest: None,
+                config_digest: "sha256:c".into(),
+                platform: "linux/amd64".into(),
+            },
+            config: ImageConfig::default(),
+            layers: vec![],
+        }
+    }
+}
+
 /// `<prefix>.stage.match`: an analysis to match (scan) or re-match (feed update).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AnalyzedImage {
@@ -934,26 +981,19 @@ pub struct ScanReport {
 impl ScanReport {
     /// The report's content as an [`Analysis`] (for SBOM export): no file list.
     pub fn to_analysis(&self) -> Option<Analysis> {
-        let descriptor = self.descriptor.clone()?;
-        Some(Analysis {
-            descriptor,
-            distro: self.distro.clone(),
-            packages: self.packages.clone(),
-            file_count: 0,
-            image_size: 0,
-            analyzed_at: 0,
-            analyzer_version: 0,
-            warnings: Vec::new(),
-            files: self.setuid_files.clone(),
-            users: self.users.clone(),
-            groups: self.groups.clone(),
-            secrets: self.secrets.clone(),
-            content_matches: Vec::new(),
-            retrieved_files: Vec::new(),
-            dockerfile: self.dockerfile.clone(),
-            passwd_present: !self.users.is_empty(),
-            from_sbom: self.from_sbom,
-        })
+        let mut a = Analysis::of_packages(
+            self.descriptor.clone()?,
+            self.distro.clone(),
+            self.packages.clone(),
+        );
+        a.files = self.setuid_files.clone();
+        a.users = self.users.clone();
+        a.groups = self.groups.clone();
+        a.passwd_present = !self.users.is_empty();
+        a.secrets = self.secrets.clone();
+        a.dockerfile = self.dockerfile.clone();
+        a.from_sbom = self.from_sbom;
+        Some(a)
     }
 }
 

@@ -100,8 +100,8 @@ fn analysis(i: usize, packages: usize, affected: bool) -> Analysis {
     }
     pkgs.sort_by(|a, b| a.name.cmp(&b.name));
     pkgs.dedup_by(|a, b| a.name == b.name);
-    Analysis {
-        descriptor: ImageDescriptor {
+    Analysis::of_packages(
+        ImageDescriptor {
             image: ImageRef {
                 source_kind: SourceKind::Registry,
                 name: format!("registry.example/team/app-{i}"),
@@ -118,27 +118,13 @@ fn analysis(i: usize, packages: usize, affected: bool) -> Analysis {
             },
             layers: Vec::new(),
         },
-        distro: Some(Distro {
+        Some(Distro {
             id: "debian".into(),
             version_id: Some("12".into()),
             ..Default::default()
         }),
-        packages: pkgs,
-        file_count: 0,
-        image_size: 0,
-        analyzed_at: 0,
-        analyzer_version: 0,
-        warnings: Vec::new(),
-        files: Vec::new(),
-        users: Vec::new(),
-        groups: Vec::new(),
-        secrets: Vec::new(),
-        retrieved_files: Vec::new(),
-        dockerfile: None,
-        passwd_present: false,
-        from_sbom: false,
-        content_matches: Vec::new(),
-    }
+        pkgs,
+    )
 }
 
 fn new_advisory() -> Advisory {

@@ -537,7 +537,7 @@ pub fn diff(old: &[Finding], new: &[Finding]) -> VulnDiff {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vigil_contracts::{Distro, ImageConfig, ImageDescriptor, ImageRef, SourceKind};
+    use vigil_contracts::Distro;
 
     fn adv(id: &str, ns: &str, pkg: &str, state: FixState, ranges: Vec<AffectedRange>) -> Advisory {
         Advisory {
@@ -590,37 +590,7 @@ mod tests {
     }
 
     fn analysis(distro: Option<Distro>, packages: Vec<Package>) -> Analysis {
-        Analysis {
-            descriptor: ImageDescriptor {
-                image: ImageRef {
-                    source_kind: SourceKind::Dir,
-                    name: "t".into(),
-                    tag: None,
-                    digest: "sha256:t".into(),
-                    index_digest: None,
-                    config_digest: "sha256:c".into(),
-                    platform: "linux/amd64".into(),
-                },
-                config: ImageConfig::default(),
-                layers: vec![],
-            },
-            distro,
-            packages,
-            file_count: 0,
-            image_size: 0,
-            analyzed_at: 0,
-            analyzer_version: 1,
-            warnings: vec![],
-            files: Vec::new(),
-            users: Vec::new(),
-            groups: Vec::new(),
-            secrets: Vec::new(),
-            retrieved_files: Vec::new(),
-            dockerfile: None,
-            passwd_present: false,
-            from_sbom: false,
-            content_matches: Vec::new(),
-        }
+        Analysis::of_packages(Analysis::test_descriptor(), distro, packages)
     }
 
     #[test]

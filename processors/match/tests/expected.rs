@@ -8,8 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use vigil_contracts::{
-    Advisory, AffectedRange, Analysis, Distro, Finding, FixState, ImageConfig, ImageDescriptor,
-    ImageRef, Package, PackageType, Severity, SourceKind,
+    Advisory, AffectedRange, Analysis, Distro, Finding, FixState, Package, PackageType, Severity,
 };
 use vigil_match::{ecosystem_namespace, match_packages, normalize_name};
 
@@ -199,37 +198,7 @@ fn debian_advisories(release: &str, version: &str) -> Vec<Advisory> {
 }
 
 fn analysis(distro: Option<Distro>, packages: Vec<Package>) -> Analysis {
-    Analysis {
-        descriptor: ImageDescriptor {
-            image: ImageRef {
-                source_kind: SourceKind::Dir,
-                name: "t".into(),
-                tag: None,
-                digest: "sha256:t".into(),
-                index_digest: None,
-                config_digest: "sha256:c".into(),
-                platform: "linux/amd64".into(),
-            },
-            config: ImageConfig::default(),
-            layers: vec![],
-        },
-        distro,
-        packages,
-        file_count: 0,
-        image_size: 0,
-        analyzed_at: 0,
-        analyzer_version: 1,
-        warnings: vec![],
-        files: Vec::new(),
-        users: Vec::new(),
-        groups: Vec::new(),
-        secrets: Vec::new(),
-        retrieved_files: Vec::new(),
-        dockerfile: None,
-        passwd_present: false,
-        from_sbom: false,
-        content_matches: Vec::new(),
-    }
+    Analysis::of_packages(Analysis::test_descriptor(), distro, packages)
 }
 
 fn package(kind: PackageType, name: &str, version: &str, source: Option<&str>) -> Package {
