@@ -13,8 +13,11 @@ use vigil_contracts::{
 use vigil_match::{ecosystem_namespace, match_packages, normalize_name};
 
 fn feeds_dir() -> PathBuf {
-    if let Ok(d) = std::env::var("VIGIL_FEED_FIXTURES") {
-        return d.into();
+    // A copy to test the test with, else the fixtures the other crates use.
+    for var in ["VIGIL_FEED_FIXTURES", "VIGIL_FEEDS"] {
+        if let Ok(d) = std::env::var(var) {
+            return d.into();
+        }
     }
     // processors/match → ../../../shared/feeds (the work tree sits beside shared/).
     let here = Path::new(env!("CARGO_MANIFEST_DIR"));
