@@ -145,9 +145,14 @@ impl Fetcher {
                 };
                 const REF: &str = "org.opencontainers.image.ref.name";
                 let entry = match reference {
-                    Some(r) => manifests
+                    Some(r) => match manifests
                         .iter()
-                        .find(|m| m.annotations.get(REF).map(String::as_str) == Some(r.as_str())),
+                        .find(|m| m.annotations.get(REF).map(String::as_str) == Some(r.as_str()))
+                    {
+                        Some(m) => Some(m),
+                        // Unknown ref: resolving the single image reports it.
+                        None => return Ok(None),
+                    },
                     None if manifests.len() == 1 => manifests.first(),
                     // index.json itself lists the platforms.
                     None => None,
