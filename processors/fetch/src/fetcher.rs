@@ -135,14 +135,7 @@ impl Fetcher {
             }
             Source::OciDir { path, reference } => {
                 let image = src.display();
-                let bytes = tokio::fs::read(path.join("index.json"))
-                    .await
-                    .map_err(|e| io_err(&image, "index.json", e))?;
-                let Parsed::Index { manifests } =
-                    parse_manifest(&bytes).map_err(|e| manifest_err(&image, "index.json", e))?
-                else {
-                    return Ok(None);
-                };
+                let manifests = self.layout_index(&image, path).await?;
                 const REF: &str = "org.opencontainers.image.ref.name";
                 let entry = match reference {
                     Some(r) => match manifests
@@ -163,20 +156,22 @@ impl Fetcher {
                         let b = self.read_manifest(&ms, &image, &e.digest).await?;
                         (image, b)
                     }
-                    None => (image, bytes),
+                    // index.json itself lists the platforms.
+                    None => {
+                        let digest = sha256_digest(
+                            &tokio::fs::read(path.join("index.json"))
+                                .await
+                                .map_err(|e| io_err(&image, "index.json", e))?,
+                        );
+                        return Ok(Some((digest, platforms_of(&manifests))));
+                    }
                 }
             }
             Source::DockerArchive { .. } | Source::Dir { .. } => return Ok(None),
         };
         match parse_manifest(&bytes).map_err(|e| manifest_err(&image, "manifest", e))? {
             Parsed::Index { manifests } => {
-                let platforms: Vec<String> = manifests
-                    .iter()
-                    .filter_map(|m| m.platform.as_ref().map(|p| p.to_platform()))
-                    .filter(|p| p.os != "unknown" && p.architecture != "unknown")
-                    .map(|p| p.to_string())
-                    .collect();
-                Ok(Some((sha256_digest(&bytes), platforms)))
+                Ok(Some((sha256_digest(&bytes), platforms_of(&manifests))))
             }
             Parsed::Manifest { .. } => Ok(None),
         }
@@ -351,13 +346,8 @@ impl Fetcher {
         })
     }
 
-    async fn resolve_oci_dir(
-        &self,
-        image: &str,
-        root: &Path,
-        reference: Option<&str>,
-        want: &Platform,
-    ) -> Result<Resolved, FetchError> {
+    /// The entries of an OCI layout's `index.json` (size-capped, must be an index).
+    async fn layout_index(&self, image: &str, root: &Path) -> Result<Vec<Descriptor>, FetchError> {
         let index_path = root.join("index.json");
         let meta = tokio::fs::metadata(&index_path).await.map_err(|e| {
             io_err(
@@ -376,14 +366,23 @@ impl Fetcher {
         let bytes = tokio::fs::read(&index_path)
             .await
             .map_err(|e| io_err(image, "index.json", e))?;
-        let Parsed::Index { manifests } =
-            parse_manifest(&bytes).map_err(|e| manifest_err(image, "index.json", e))?
-        else {
-            return Err(FetchError::malformed(
+        match parse_manifest(&bytes).map_err(|e| manifest_err(image, "index.json", e))? {
+            Parsed::Index { manifests } => Ok(manifests),
+            Parsed::Manifest { .. } => Err(FetchError::malformed(
                 image,
                 "index.json is not an image index",
-            ));
-        };
+            )),
+        }
+    }
+
+    async fn resolve_oci_dir(
+        &self,
+        image: &str,
+        root: &Path,
+        reference: Option<&str>,
+        want: &Platform,
+    ) -> Result<Resolved, FetchError> {
+        let manifests = self.layout_index(image, root).await?;
         const REF: &str = "org.opencontainers.image.ref.name";
         let entry = match reference {
             Some(r) => manifests
@@ -941,5 +940,15 @@ pub fn unique_layers(layers: &[LayerRef]) -> Vec<&LayerRef> {
     layers
         .iter()
         .filter(|l| seen.insert(l.digest.clone()))
+        .collect()
+}
+
+/// The platforms an index lists, in order, without attestation entries (`unknown/unknown`).
+fn platforms_of(manifests: &[Descriptor]) -> Vec<String> {
+    manifests
+        .iter()
+        .filter_map(|m| m.platform.as_ref().map(|p| p.to_platform()))
+        .filter(|p| p.os != "unknown" && p.architecture != "unknown")
+        .map(|p| p.to_string())
         .collect()
 }
