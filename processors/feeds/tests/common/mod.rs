@@ -5,9 +5,7 @@ pub mod http;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use vigil_contracts::{
-    Analysis, Distro, ImageConfig, ImageDescriptor, ImageRef, Package, PackageType, SourceKind,
-};
+use vigil_contracts::{Analysis, Distro, Package, PackageType};
 use vigil_feeds::drivers::Grouped;
 
 pub fn feeds_dir() -> PathBuf {
@@ -48,37 +46,9 @@ pub fn with_source(mut p: Package, src: &str, src_version: Option<&str>) -> Pack
 }
 
 pub fn analysis(digest: &str, distro: Option<Distro>, packages: Vec<Package>) -> Analysis {
-    Analysis {
-        descriptor: ImageDescriptor {
-            image: ImageRef {
-                source_kind: SourceKind::Dir,
-                name: "test".into(),
-                tag: Some("latest".into()),
-                digest: digest.into(),
-                index_digest: None,
-                config_digest: "sha256:c0".into(),
-                platform: "linux/amd64".into(),
-            },
-            config: ImageConfig::default(),
-            layers: vec![],
-        },
-        distro,
-        packages,
-        file_count: 0,
-        image_size: 0,
-        analyzed_at: 0,
-        analyzer_version: 1,
-        warnings: vec![],
-        files: Vec::new(),
-        users: Vec::new(),
-        groups: Vec::new(),
-        secrets: Vec::new(),
-        retrieved_files: Vec::new(),
-        dockerfile: None,
-        passwd_present: false,
-        from_sbom: false,
-        content_matches: Vec::new(),
-    }
+    let mut d = Analysis::test_descriptor();
+    d.image.digest = digest.into();
+    Analysis::of_packages(d, distro, packages)
 }
 
 /// Ids matched for every package of the analysis, against parsed (not stored) advisories.
