@@ -241,9 +241,13 @@ pub struct FileEntry {
     #[serde(default)]
     pub sha256: Option<String>,
     /// Hex md5 of a regular file's content, when hashing was asked for (package
-    /// databases record md5: dpkg's `md5sums`).
+    /// databases record md5: dpkg's `md5sums`, older rpm headers).
     #[serde(default)]
     pub md5: Option<String>,
+    /// Hex sha1 of a regular file's content, when hashing was asked for (apk's
+    /// `Z:Q1…` file checksums).
+    #[serde(default)]
+    pub sha1: Option<String>,
 }
 
 impl FileEntry {
@@ -387,8 +391,9 @@ pub struct Package {
     /// Files the package owns (OS packages; for ownership of language packages).
     #[serde(default)]
     pub files: Vec<String>,
-    /// Digests the package database records for its files: path → `md5:<hex>` (dpkg
-    /// `md5sums`), for the policy's `packages.verify`.
+    /// Digests the package database records for its files: path → `<algo>:<hex>`
+    /// (`md5:` from dpkg `md5sums`; `sha256:` or `md5:` from rpm FILEDIGESTS by
+    /// FILEDIGESTALGO; `sha1:` from apk `Z:Q1…`), for the policy's `packages.verify`.
     #[serde(default)]
     pub file_digests: BTreeMap<String, String>,
     /// Ecosystem details: `epoch`, `release`, `group_id`, `artifact_id`, `main_module`,
@@ -632,9 +637,31 @@ pub struct Cvss {
 
 impl Eq for Cvss {}
 
+/// How the bounds of an [`AffectedRange`] are ordered (OSV's range `type`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RangeKind {
+    /// The ecosystem's own version ordering (OSV `ECOSYSTEM`; every distro feed).
+    #[default]
+    Ecosystem,
+    /// SemVer 2.0 precedence whatever the ecosystem (OSV `SEMVER`); a version that is
+    /// not SemVer falls back to the ecosystem's ordering.
+    Semver,
+}
+
+impl RangeKind {
+    fn is_ecosystem(&self) -> bool {
+        *self == RangeKind::Ecosystem
+    }
+}
+
 /// One affected-range statement of an advisory for one package in one namespace.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AffectedRange {
+    /// How the bounds are ordered; absent in records written before it existed
+    /// (decoded as `Ecosystem`).
+    #[serde(default, skip_serializing_if = "RangeKind::is_ecosystem")]
+    pub kind: RangeKind,
     /// Inclusive lower bound; `None` (or "0") means from the beginning.
     #[serde(default)]
     pub introduced: Option<String>,
@@ -688,8 +715,25 @@ pub struct Advisory {
     /// When the fix was published, if the source says.
     #[serde(default)]
     pub fix_published: Option<String>,
+    /// The RHEL module stream (`name:stream`, e.g. `nodejs:18`) the advisory is about:
+    /// it applies only to packages built for that stream (rpm `MODULARITYLABEL`).
+    /// `None`: not about a module.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
 }
 record!(Advisory, "advisory");
+
+impl Advisory {
+    /// The advisory's identity under its (namespace, package) key and its store sort
+    /// key: the id, plus `|module` for a module stream's advisory, so that two streams
+    /// of one package under the same id are kept apart.
+    pub fn record_key(&self) -> String {
+        match &self.module {
+            Some(m) => format!("{}|{m}", self.id),
+            None => self.id.clone(),
+        }
+    }
+}
 
 /// The package a finding is about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -1101,6 +1145,12 @@ pub struct FeedState {
     /// Records per namespace.
     #[serde(default)]
     pub namespaces: BTreeMap<String, u64>,
+    /// The version of vigil's feed parsing that produced the stored advisories (0: before
+    /// it was recorded). A sync by a vigil whose parsing is newer fetches and parses the
+    /// content again even when it is unchanged, so stored advisories gain what the new
+    /// parsing extracts.
+    #[serde(default)]
+    pub parser_version: u32,
 }
 record!(FeedState, "feed_state");
 

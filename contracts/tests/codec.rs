@@ -145,6 +145,7 @@ fn every_record_roundtrips() {
             link: None,
             sha256: None,
             md5: None,
+            sha1: None,
         }],
         kept: vec![KeptFile {
             path: "/etc/passwd".into(),
@@ -279,6 +280,7 @@ fn every_record_roundtrips() {
         severity: Severity::Low,
         state: FixState::WontFix,
         ranges: vec![AffectedRange {
+            kind: Default::default(),
             introduced: None,
             fixed: Some("2".into()),
             last_affected: None,
@@ -293,6 +295,7 @@ fn every_record_roundtrips() {
         withdrawn: false,
         vendor_only: false,
         fix_published: None,
+        module: None,
     });
     roundtrip(StoredBundle {
         id: "b".into(),
@@ -306,6 +309,47 @@ fn every_record_roundtrips() {
         updated_at: 1,
         bundle_json: None,
     });
+}
+
+/// An advisory as stored before ranges had a kind and advisories a module: decodes with
+/// `RangeKind::Ecosystem` and no module; a SEMVER range and a module round-trip.
+#[test]
+fn advisory_without_range_kind_or_module_decodes() {
+    let old = serde_json::json!({
+        "id": "CVE-1", "aliases": [], "namespace": "go", "package": "example.com/m",
+        "feed": "osv", "severity": "High", "state": "fixed",
+        "ranges": [{"introduced": "0", "fixed": "1.2.0", "last_affected": null}],
+        "versions": [],
+    });
+    let raw = RawEnvelope {
+        schema_version: SCHEMA_VERSION,
+        record: Advisory::KIND.into(),
+        body: old,
+        trace_parent: String::new(),
+    };
+    let a: Advisory = codec::decode(&rmp_serde::to_vec_named(&raw).unwrap()).unwrap();
+    assert_eq!(a.ranges[0].kind, RangeKind::Ecosystem);
+    assert_eq!(a.ranges[0].fixed.as_deref(), Some("1.2.0"));
+    assert_eq!(a.module, None);
+    assert_eq!(a.record_key(), "CVE-1");
+
+    let mut b = a.clone();
+    b.ranges[0].kind = RangeKind::Semver;
+    b.module = Some("nodejs:18".into());
+    let back: Advisory = codec::decode(&codec::encode(&b).unwrap()).unwrap();
+    assert_eq!(back, b);
+    assert_eq!(back.ranges[0].kind, RangeKind::Semver);
+    assert_eq!(back.record_key(), "CVE-1|nodejs:18");
+
+    // A feed state written before `parser_version` existed reads as version 0.
+    let raw = RawEnvelope {
+        schema_version: SCHEMA_VERSION,
+        record: FeedState::KIND.into(),
+        body: serde_json::json!({"feed": "osv", "url": "/x", "last_sync": 1, "record_count": 2}),
+        trace_parent: String::new(),
+    };
+    let st: FeedState = codec::decode(&rmp_serde::to_vec_named(&raw).unwrap()).unwrap();
+    assert_eq!((st.parser_version, st.record_count), (0, 2));
 }
 
 /// A future writer's ScanRequest with a field this reader does not know.

@@ -137,6 +137,7 @@ fn new_advisory() -> Advisory {
         severity: Severity::High,
         state: FixState::Fixed,
         ranges: vec![AffectedRange {
+            kind: Default::default(),
             introduced: None,
             fixed: Some("3.0.13-1~deb12u1".into()),
             last_affected: None,
@@ -151,6 +152,7 @@ fn new_advisory() -> Advisory {
         withdrawn: false,
         vendor_only: false,
         fix_published: None,
+        module: None,
     }
 }
 

@@ -55,6 +55,18 @@ pub struct FeedSource {
     /// [`DEFAULT_MAX_TOTAL_BYTES`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_total_bytes: Option<u64>,
+    /// NVD API: largest page body in bytes. A page over it (by `Content-Length`, or
+    /// while it streams) fails the sync with
+    /// [`FeedError::PageTooLarge`](crate::FeedError::PageTooLarge) and changes nothing
+    /// (default [`DEFAULT_MAX_PAGE_BYTES`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_page_bytes: Option<u64>,
+    /// NVD API: most records (CVEs) one sync may page through, over every page and
+    /// window; also refused up front when the server's `totalResults` says more. Every
+    /// page must bring at least one new record, so this also bounds the number of
+    /// pages (default [`DEFAULT_MAX_RECORDS`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_records: Option<u64>,
 }
 
 /// Default per-record cap: 16 MiB (the largest real OSV record is well under 1 MiB).
@@ -62,11 +74,20 @@ pub const DEFAULT_MAX_RECORD_BYTES: u64 = 16 << 20;
 /// Default per-source cap: 1 GiB (the Debian tracker JSON is about 70 MB).
 pub const DEFAULT_MAX_TOTAL_BYTES: u64 = 1 << 30;
 
+/// Default NVD API page cap: 128 MiB (a full page of 2,000 CVEs is typically 10–30 MB).
+pub const DEFAULT_MAX_PAGE_BYTES: u64 = 128 << 20;
+/// Default NVD API record cap per sync: 2,000,000 (NVD holds about 300,000 CVEs).
+pub const DEFAULT_MAX_RECORDS: u64 = 2_000_000;
+
 /// The size caps of one source (see [`FeedSource::limits`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     pub record: u64,
     pub total: u64,
+    /// NVD API: bytes of one page.
+    pub page: u64,
+    /// NVD API: records of one sync.
+    pub records: u64,
 }
 
 impl Default for Limits {
@@ -74,6 +95,8 @@ impl Default for Limits {
         Limits {
             record: DEFAULT_MAX_RECORD_BYTES,
             total: DEFAULT_MAX_TOTAL_BYTES,
+            page: DEFAULT_MAX_PAGE_BYTES,
+            records: DEFAULT_MAX_RECORDS,
         }
     }
 }
@@ -102,6 +125,8 @@ impl FeedSource {
         Limits {
             record: self.max_record_bytes.unwrap_or(DEFAULT_MAX_RECORD_BYTES),
             total: self.max_total_bytes.unwrap_or(DEFAULT_MAX_TOTAL_BYTES),
+            page: self.max_page_bytes.unwrap_or(DEFAULT_MAX_PAGE_BYTES),
+            records: self.max_records.unwrap_or(DEFAULT_MAX_RECORDS),
         }
     }
 
@@ -115,6 +140,8 @@ impl FeedSource {
             page_size: None,
             max_record_bytes: None,
             max_total_bytes: None,
+            max_page_bytes: None,
+            max_records: None,
         }
     }
 }

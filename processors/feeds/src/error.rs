@@ -43,6 +43,21 @@ pub enum FeedError {
         size: u64,
         limit: u64,
     },
+    #[error("feed {feed}: NVD API page {url} is {size} bytes or more, over the configured limit of {limit} bytes (max_page_bytes); nothing was stored")]
+    PageTooLarge {
+        feed: String,
+        url: String,
+        size: u64,
+        limit: u64,
+    },
+    #[error("feed {feed}: the NVD API {what} {count} records, over the configured limit of {limit} records (max_records); nothing was stored")]
+    TooManyRecords {
+        feed: String,
+        /// `announced` (its `totalResults`) or `returned`.
+        what: &'static str,
+        count: u64,
+        limit: u64,
+    },
     #[error("unknown feed {0:?}")]
     UnknownFeed(String),
 }

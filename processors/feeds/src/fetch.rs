@@ -210,6 +210,40 @@ pub async fn fetch_limited(
     })
 }
 
+/// Why [`read_body_capped`] failed.
+#[derive(Debug)]
+pub(crate) enum BodyError {
+    /// Over the cap: the declared length, or the bytes read when the cap was passed.
+    TooLarge(u64),
+    /// The connection failed while reading.
+    Read(String),
+}
+
+/// Read a response body of at most `cap` bytes: a larger `Content-Length` is refused
+/// before reading; otherwise the body is read chunk by chunk and reading stops as soon
+/// as it passes `cap`, so an oversized body is never held whole.
+pub(crate) async fn read_body_capped(
+    mut resp: reqwest::Response,
+    cap: u64,
+) -> Result<Vec<u8>, BodyError> {
+    if let Some(len) = resp.content_length().filter(|l| *l > cap) {
+        return Err(BodyError::TooLarge(len));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| BodyError::Read(e.to_string()))?
+    {
+        let size = (body.len() + chunk.len()) as u64;
+        if size > cap {
+            return Err(BodyError::TooLarge(size));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 async fn fetch_http(
     feed: &str,
     url: &str,
@@ -258,23 +292,10 @@ async fn fetch_http(
     };
     let etag = header(ETAG);
     let last_modified = header(LAST_MODIFIED);
-    let what = || format!("HTTP body of {url}");
-    if let Some(len) = resp.content_length().filter(|l| *l > cap) {
-        return Err(too_large(feed, what(), len, cap));
-    }
-    let mut resp = resp;
-    let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| herr(e.to_string()))? {
-        if (body.len() + chunk.len()) as u64 > cap {
-            return Err(too_large(
-                feed,
-                what(),
-                (body.len() + chunk.len()) as u64,
-                cap,
-            ));
-        }
-        body.extend_from_slice(&chunk);
-    }
+    let body = read_body_capped(resp, cap).await.map_err(|e| match e {
+        BodyError::TooLarge(size) => too_large(feed, format!("HTTP body of {url}"), size, cap),
+        BodyError::Read(m) => herr(m),
+    })?;
     Ok(Fetched::Content {
         body: Body::Bytes(body),
         etag,

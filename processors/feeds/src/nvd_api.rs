@@ -2,6 +2,11 @@
 //! by `lastModStartDate` / `lastModEndDate`, optional `apiKey` header, a pause between
 //! pages for NVD's rate limits.
 //!
+//! Caps ([`crate::Limits`]): each page body is read with `max_page_bytes` (refused by
+//! `Content-Length` or as soon as the stream passes it), and one sync pages through at
+//! most `max_records` records (refused up front when `totalResults` says more). Every
+//! page is parsed before anything is stored, so a refused sync changes nothing.
+//!
 //! Sync state: after a successful sync the feed's [`FeedState::last_modified`] holds the
 //! `lastModEndDate` that sync asked for (`YYYY-MM-DDTHH:MM:SS.mmm+00:00`); the next sync
 //! asks from there (in windows of at most 120 days, NVD's limit) and only upserts.
@@ -17,6 +22,7 @@ use vigil_store::Store;
 
 use crate::config::FeedSource;
 use crate::drivers::{self, nvd};
+use crate::fetch::{read_body_capped, BodyError};
 use crate::sync::{store_err, store_grouped, StoreMode};
 use crate::FeedError;
 
@@ -120,6 +126,9 @@ pub async fn sync_nvd_api(
     let mut hasher = Sha256::new();
     let mut advisories = Vec::new();
     let mut requests = 0u32;
+    let limits = source.limits();
+    // Records paged through so far, over every window.
+    let mut records = 0u64;
     for window in plan {
         let mut start_index = 0u64;
         loop {
@@ -150,7 +159,17 @@ pub async fn sync_nvd_api(
                         status,
                     });
                 }
-                break resp.bytes().await.map_err(|e| herr(&url, e.to_string()))?;
+                break read_body_capped(resp, limits.page)
+                    .await
+                    .map_err(|e| match e {
+                        BodyError::TooLarge(size) => FeedError::PageTooLarge {
+                            feed: feed.to_string(),
+                            url: url.clone(),
+                            size,
+                            limit: limits.page,
+                        },
+                        BodyError::Read(m) => herr(&url, m),
+                    })?;
             };
             hasher.update(Sha256::digest(&bytes));
             let doc: serde_json::Value =
@@ -166,12 +185,43 @@ pub async fn sync_nvd_api(
                 .get("vulnerabilities")
                 .and_then(serde_json::Value::as_array)
                 .map_or(0, Vec::len) as u64;
+            // Every page must continue where the last one ended, so that each one brings
+            // new records and the record cap also bounds the number of pages.
+            // (A response without `startIndex` is taken as the one asked for.)
+            let answered = doc
+                .get("startIndex")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(start_index);
+            if answered != start_index {
+                return Err(FeedError::Parse {
+                    feed: feed.to_string(),
+                    message: format!(
+                        "{url}: answered startIndex {answered} for startIndex {start_index}"
+                    ),
+                });
+            }
+            let too_many = |what, count| FeedError::TooManyRecords {
+                feed: feed.to_string(),
+                what,
+                count,
+                limit: limits.records,
+            };
+            if records + info.total_results.saturating_sub(start_index) > limits.records {
+                return Err(too_many(
+                    "announced",
+                    records + info.total_results.saturating_sub(start_index),
+                ));
+            }
+            records += got;
+            if records > limits.records {
+                return Err(too_many("returned", records));
+            }
             let parsed = nvd::parse_document(feed, &url, &bytes).map_err(|m| FeedError::Parse {
                 feed: feed.to_string(),
                 message: m,
             })?;
             advisories.extend(parsed);
-            start_index = info.start_index + got;
+            start_index += got;
             progress(&format!(
                 "{feed}: {start_index}/{} records",
                 info.total_results
@@ -200,6 +250,7 @@ pub async fn sync_nvd_api(
             last_sync: synced_at,
             record_count: namespaces.values().sum(),
             namespaces,
+            parser_version: crate::sync::PARSER_VERSION,
         })
         .await
         .map_err(store_err(feed))?;

@@ -56,6 +56,7 @@ mod tests {
             last_sync,
             record_count: 0,
             namespaces: Default::default(),
+            parser_version: 0,
         }
     }
 

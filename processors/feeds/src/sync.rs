@@ -22,13 +22,19 @@ fn keys_partition(feed: &str) -> PackageKey {
     }
 }
 
+/// The version of the drivers' parsing, recorded in [`FeedState::parser_version`]:
+/// raised when the same bytes parse into different advisories (2: OSV range types and
+/// RHEL module streams), so that the first sync after an upgrade parses unchanged
+/// content again instead of keeping what the older parsing stored.
+pub const PARSER_VERSION: u32 = 2;
+
 /// Parse a fetched body with the feed's driver.
 pub fn parse_body(source: &FeedSource, body: &Body) -> Result<Grouped, FeedError> {
     parse_body_with(source, body, &mut Warnings::default())
 }
 
-/// [`parse_body`], collecting what was skipped (malformed files and records, oversized
-/// zip entries, unknown ecosystems) in `warnings`.
+/// [`parse_body`], collecting what was skipped (malformed files, records and Debian /
+/// Alpine entries, oversized zip entries, unknown ecosystems) in `warnings`.
 pub fn parse_body_with(
     source: &FeedSource,
     body: &Body,
@@ -36,16 +42,20 @@ pub fn parse_body_with(
 ) -> Result<Grouped, FeedError> {
     let feed = source.name.as_str();
     let advisories = match (source.kind, body) {
-        (FeedKind::Debian, Body::Bytes(b)) => debian::parse(feed, b)?,
-        (FeedKind::Alpine, Body::Bytes(b)) => alpine::parse(feed, b)?,
+        (FeedKind::Debian, Body::Bytes(b)) => debian::parse_with(feed, b, warnings)?,
+        (FeedKind::Alpine, Body::Bytes(b)) => alpine::parse_with(feed, b, warnings)?,
         (FeedKind::Debian | FeedKind::Alpine, Body::Files(fs)) => {
             let mut out = Vec::new();
             for (name, b) in fs {
+                let mut file_warnings = Warnings::default();
                 let parsed = if source.kind == FeedKind::Debian {
-                    debian::parse(feed, b)
+                    debian::parse_with(feed, b, &mut file_warnings)
                 } else {
-                    alpine::parse(feed, b)
+                    alpine::parse_with(feed, b, &mut file_warnings)
                 };
+                for m in file_warnings.messages {
+                    warnings.skipped(format!("{name}: {m}"));
+                }
                 match parsed {
                     Ok(a) => out.extend(a),
                     Err(e) => {
@@ -121,10 +131,12 @@ async fn replace_feed_advisories(
     let existing = store.get_advisories(key).await.map_err(store_err(feed))?;
     let mut merged: Vec<Advisory> = existing
         .into_iter()
-        .filter(|a| (keep || a.feed != feed) && !ours.iter().any(|o| o.id == a.id))
+        .filter(|a| {
+            (keep || a.feed != feed) && !ours.iter().any(|o| o.record_key() == a.record_key())
+        })
         .collect();
     merged.extend(ours.iter().cloned());
-    merged.sort_by(|a, b| a.id.cmp(&b.id));
+    merged.sort_by_key(Advisory::record_key);
     store
         .replace_advisories(key, &merged)
         .await
@@ -165,6 +177,7 @@ pub(crate) fn book_record(feed: &str, k: &PackageKey) -> Advisory {
         withdrawn: false,
         vendor_only: false,
         fix_published: None,
+        module: None,
     }
 }
 
@@ -274,7 +287,12 @@ async fn sync_feed_warn(
         ));
     }
     let feed = source.name.as_str();
-    let previous = store.get_feed_state(feed).await.map_err(store_err(feed))?;
+    // State left by an older parsing: fetch and parse again, unconditionally.
+    let previous = store
+        .get_feed_state(feed)
+        .await
+        .map_err(store_err(feed))?
+        .filter(|p| p.parser_version >= PARSER_VERSION);
     progress(&format!("{feed}: fetching {}", source.url));
     let fetched = fetch_limited(feed, &source.url, previous.as_ref(), source.limits()).await?;
     let (body, etag, last_modified, skipped) = match fetched {
@@ -347,6 +365,7 @@ async fn sync_feed_warn(
             last_sync: synced_at,
             record_count: namespaces.values().sum(),
             namespaces,
+            parser_version: PARSER_VERSION,
         })
         .await
         .map_err(store_err(feed))?;

@@ -632,3 +632,318 @@ async fn http_body_without_length_is_cut_at_the_cap() {
     );
     assert!(st.get_feed_state("osv").await.unwrap().is_none());
 }
+
+/// Every advisory a feed stored, by key.
+async fn feed_contents(st: &Store, feed: &str) -> Vec<(PackageKey, Vec<Advisory>)> {
+    let mut out = Vec::new();
+    for k in vigil_feeds::sync::feed_keys(st, feed).await.unwrap() {
+        let advs = st.get_advisories(&k).await.unwrap();
+        out.push((k, advs));
+    }
+    out
+}
+
+/// Sync `doc` as the only feed of a fresh store; the report and what was stored.
+async fn sync_doc(
+    kind: FeedKind,
+    name: &str,
+    doc: &Value,
+) -> (vigil_feeds::SyncReport, Vec<(PackageKey, Vec<Advisory>)>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let st = store(&tmp);
+    let path = tmp.path().join("feed.json");
+    std::fs::write(&path, serde_json::to_vec(doc).unwrap()).unwrap();
+    let src = FeedSource::new(kind, name, path.display().to_string());
+    let report = sync_selected(&one(src), &[], &st, &quiet).await.unwrap();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let stored = feed_contents(&st, name).await;
+    (report, stored)
+}
+
+#[tokio::test]
+async fn malformed_debian_entries_are_sync_warnings_and_the_rest_is_stored() {
+    let clean: Value =
+        serde_json::from_slice(&std::fs::read(feeds_dir().join("debian/tracker.json")).unwrap())
+            .unwrap();
+    let (report, expected) = sync_doc(FeedKind::Debian, "debian", &clean).await;
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    assert!(!expected.is_empty());
+
+    let mut bad = clean.clone();
+    bad["brokenpkg"] = json!("not an object");
+    bad["sope"]["CVE-2099-0002"] = json!({"description": "no releases"});
+    bad["sope"]["CVE-2099-0003"] = json!({"releases": {"bookworm": "not an object"}});
+    let (report, stored) = sync_doc(FeedKind::Debian, "debian", &bad).await;
+    let w = &report.warnings;
+    assert_eq!(w.len(), 3, "{w:?}");
+    assert!(
+        w.iter().all(|m| m.starts_with("debian: warning: ")),
+        "{w:?}"
+    );
+    assert!(w.iter().any(|m| m.contains("\"brokenpkg\"")), "{w:?}");
+    assert!(w.iter().any(|m| m.contains("sope/CVE-2099-0002")), "{w:?}");
+    assert!(
+        w.iter().any(|m| m.contains("sope/CVE-2099-0003/bookworm")),
+        "{w:?}"
+    );
+    assert_eq!(stored, expected, "every well-formed entry is still stored");
+}
+
+#[tokio::test]
+async fn malformed_alpine_entries_are_sync_warnings_and_the_rest_is_stored() {
+    let clean: Value =
+        serde_json::from_slice(&std::fs::read(feeds_dir().join("alpine/v3.19/main.json")).unwrap())
+            .unwrap();
+    let (report, expected) = sync_doc(FeedKind::Alpine, "alpine", &clean).await;
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+    assert!(!expected.is_empty());
+
+    let mut bad = clean.clone();
+    let pkgs = bad["packages"].as_array_mut().unwrap();
+    pkgs.push(json!({"pkg": {"name": "nosecfixes", "secfixes": "nope"}}));
+    pkgs.push(json!({"pkg": {"secfixes": {"1.0-r0": ["CVE-2099-0004"]}}}));
+    // A malformed version entry inside a good package: its other versions still count.
+    pkgs[0]["pkg"]["secfixes"]["9.9.9-r0"] = json!("CVE-2099-0005");
+    let (report, stored) = sync_doc(FeedKind::Alpine, "alpine", &bad).await;
+    let w = &report.warnings;
+    assert_eq!(w.len(), 3, "{w:?}");
+    assert!(
+        w.iter().all(|m| m.starts_with("alpine: warning: ")),
+        "{w:?}"
+    );
+    assert!(w.iter().any(|m| m.contains("\"nosecfixes\"")), "{w:?}");
+    assert!(w.iter().any(|m| m.contains("no package name")), "{w:?}");
+    assert!(w.iter().any(|m| m.contains("apk-tools 9.9.9-r0")), "{w:?}");
+    assert_eq!(stored, expected, "every well-formed entry is still stored");
+}
+
+/// The fixture CVEs, as the NVD API pages them.
+fn nvd_cves() -> Vec<Value> {
+    let mut files: Vec<_> = std::fs::read_dir(feeds_dir().join("nvd"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|p| serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap())
+        .collect()
+}
+
+/// One NVD API 2.0 page of `items` from `start` (`per` per page), claiming `total`.
+fn nvd_page(items: &[Value], start: usize, per: usize, total: usize) -> Vec<u8> {
+    let page: Vec<Value> = items
+        .iter()
+        .skip(start)
+        .take(per)
+        .map(|cve| json!({"cve": cve}))
+        .collect();
+    serde_json::to_vec(&json!({
+        "resultsPerPage": page.len(), "startIndex": start, "totalResults": total,
+        "format": "NVD_CVE", "version": "2.0", "timestamp": "2026-11-27T00:00:00.000",
+        "vulnerabilities": page,
+    }))
+    .unwrap()
+}
+
+fn nvd_source(name: &str, url: String) -> FeedSource {
+    let mut src = FeedSource::new(FeedKind::Nvd, name, url);
+    src.page_delay_ms = Some(0);
+    src.page_size = Some(4);
+    src
+}
+
+/// An NVD API page over `max_page_bytes` fails the sync with a clear error whether its
+/// size is declared (Content-Length) or not (an endless stream, cut at the cap); what
+/// the feed stored before, and its sync state, stay as they were.
+#[tokio::test]
+async fn nvd_api_page_over_the_cap_is_refused_and_keeps_stored_data() {
+    use common::http::{serve, Resp};
+    let cves = std::sync::Arc::new(nvd_cves());
+    let c = cves.clone();
+    let (base, log) = serve(move |r| {
+        let start: usize = r.query("startIndex").unwrap().parse().unwrap();
+        let per: usize = r.query("resultsPerPage").unwrap().parse().unwrap();
+        if r.query("lastModStartDate").is_some() {
+            // The incremental sync: one changed CVE with a 2 MiB description.
+            let mut big = c[0].clone();
+            big["descriptions"][0]["value"] = json!("x".repeat(2 << 20));
+            return Resp::ok(nvd_page(&[big], start, per, 1));
+        }
+        Resp::ok(nvd_page(&c, start, per, c.len()))
+    })
+    .await;
+    let tmp = tempfile::tempdir().unwrap();
+    let st = store(&tmp);
+    let mut src = nvd_source("nvd", format!("{base}/rest/json/cves/2.0"));
+    src.max_page_bytes = Some(1 << 20);
+    let report = sync_selected(&one(src.clone()), &[], &st, &quiet)
+        .await
+        .unwrap();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let before = feed_contents(&st, "nvd").await;
+    assert_eq!(before.len(), cves.len());
+    let state = st.get_feed_state("nvd").await.unwrap().unwrap();
+
+    let err = sync(&one(src.clone()), &st, &quiet).await.unwrap_err();
+    let asked = log.lock().unwrap().last().unwrap().target.clone();
+    assert!(
+        matches!(&err, FeedError::PageTooLarge { limit, size, url, .. }
+            if *limit == 1 << 20 && *size > 2 << 20 && url.ends_with(&asked)),
+        "{err}"
+    );
+    let msg = err.to_string();
+    assert!(
+        msg.contains("max_page_bytes") && msg.contains(&(1u64 << 20).to_string()),
+        "{msg}"
+    );
+    assert_eq!(feed_contents(&st, "nvd").await, before);
+    assert_eq!(st.get_feed_state("nvd").await.unwrap().unwrap(), state);
+
+    // A page without Content-Length that never ends: reading stops at the cap.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = sock.read(&mut buf).await;
+                let _ = sock
+                    .write_all(
+                        b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n{\"vulnerabilities\": [",
+                    )
+                    .await;
+                let chunk = vec![b' '; 64 << 10];
+                while sock.write_all(&chunk).await.is_ok() {}
+            });
+        }
+    });
+    let mut endless = src.clone();
+    endless.url = format!("http://{addr}/rest/json/cves/2.0");
+    let err = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        sync(&one(endless), &st, &quiet),
+    )
+    .await
+    .expect("the sync stops at the page cap")
+    .unwrap_err();
+    assert!(
+        matches!(&err, FeedError::PageTooLarge { limit, size, .. }
+            if *limit == 1 << 20 && *size > 1 << 20 && *size < 2 << 20),
+        "{err}"
+    );
+    assert_eq!(feed_contents(&st, "nvd").await, before);
+    assert_eq!(st.get_feed_state("nvd").await.unwrap().unwrap(), state);
+
+    // Under a larger cap the incremental sync goes through.
+    src.max_page_bytes = Some(4 << 20);
+    assert_eq!(sync(&one(src), &st, &quiet).await.unwrap().len(), 1);
+}
+
+/// The record cap: refused when `totalResults` announces more, and when the pages
+/// bring more than announced; a server that does not advance `startIndex` is refused
+/// too. Nothing is stored by a refused sync.
+#[tokio::test]
+async fn nvd_api_record_cap_and_stuck_paging_are_refused() {
+    use common::http::{serve, Resp};
+    let cves = std::sync::Arc::new(nvd_cves());
+    let c = cves.clone();
+    let (base, _log) = serve(move |r| {
+        let start: usize = r.query("startIndex").unwrap().parse().unwrap();
+        let per: usize = r.query("resultsPerPage").unwrap().parse().unwrap();
+        match r.path() {
+            // Honest: 11 records.
+            "/honest" => Resp::ok(nvd_page(&c, start, per, c.len())),
+            // Announces one record left, returns a full page.
+            "/liar" => Resp::ok(nvd_page(&c, start, per, start + 1)),
+            // Always announces one more page than it has returned: endless paging.
+            "/growing" => {
+                let many: Vec<Value> = c.iter().cycle().take(start + per).cloned().collect();
+                Resp::ok(nvd_page(&many, start, per, start + per + 1))
+            }
+            // Always answers the first page.
+            _ => Resp::ok(nvd_page(&c, 0, per, c.len())),
+        }
+    })
+    .await;
+    let tmp = tempfile::tempdir().unwrap();
+    let st = store(&tmp);
+
+    let mut capped = nvd_source("nvd", format!("{base}/honest"));
+    capped.max_records = Some(10);
+    let err = sync(&one(capped.clone()), &st, &quiet).await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            FeedError::TooManyRecords {
+                what: "announced",
+                count: 11,
+                limit: 10,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("max_records"), "{err}");
+    assert!(st.get_feed_state("nvd").await.unwrap().is_none());
+    assert!(feed_contents(&st, "nvd").await.is_empty());
+
+    let mut liar = nvd_source("nvd", format!("{base}/liar"));
+    liar.max_records = Some(3);
+    let err = sync(&one(liar), &st, &quiet).await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            FeedError::TooManyRecords {
+                what: "returned",
+                count: 4,
+                limit: 3,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(st.get_feed_state("nvd").await.unwrap().is_none());
+
+    let mut growing = nvd_source("nvd", format!("{base}/growing"));
+    growing.max_records = Some(10);
+    let err = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        sync(&one(growing), &st, &quiet),
+    )
+    .await
+    .expect("the record cap ends endless paging")
+    .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            FeedError::TooManyRecords {
+                what: "announced",
+                limit: 10,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(st.get_feed_state("nvd").await.unwrap().is_none());
+
+    let stuck = nvd_source("nvd", format!("{base}/stuck"));
+    let err = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        sync(&one(stuck), &st, &quiet),
+    )
+    .await
+    .expect("a server that does not advance is refused")
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("answered startIndex 0 for startIndex 4"),
+        "{err}"
+    );
+    assert!(st.get_feed_state("nvd").await.unwrap().is_none());
+
+    capped.max_records = Some(11);
+    assert_eq!(sync(&one(capped), &st, &quiet).await.unwrap().len(), 1);
+    assert_eq!(feed_contents(&st, "nvd").await.len(), cves.len());
+}

@@ -88,6 +88,7 @@ fn main() {
                         FixState::Fixed
                     },
                     ranges: vec![AffectedRange {
+                        kind: Default::default(),
                         introduced: Some(if j % 3 == 0 { "0".into() } else { intro }),
                         fixed: if j % 7 == 0 { None } else { Some(fixed) },
                         last_affected: None,
@@ -106,6 +107,7 @@ fn main() {
                     withdrawn: j == 9,
                     vendor_only: j == 8,
                     fix_published: None,
+                    module: None,
                 };
                 list.push(adv);
             }

@@ -8,7 +8,7 @@ pub mod version;
 
 pub use matcher::{
     affects, diff, ecosystem_name, lookup_keys, lookups, match_packages, match_packages_with,
-    source_rank, Lookup, MatchOptions, MatchOutcome,
+    module_applies, package_module, source_rank, Affected, Lookup, MatchOptions, MatchOutcome,
 };
 pub use namespace::{
     distro_namespace, distro_namespaces, ecosystem_namespace, normalize_name, package_namespace,

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use vigil_contracts::{
     Advisory, AffectedRange, Analysis, Finding, FixState, MatchDetail, Package, PackageKey,
-    PackageRef, PackageType, Severity, VulnDiff,
+    PackageRef, PackageType, RangeKind, Severity, VulnDiff,
 };
 
 use crate::namespace::{distro_namespace, distro_namespaces, normalize_name, package_namespace};
@@ -199,36 +199,81 @@ fn range_text(r: &AffectedRange) -> String {
     }
 }
 
-fn in_range(cmp: Comparator, v: &str, r: &AffectedRange) -> bool {
+/// `introduced <= v < fixed` (or `<= last_affected`) under the ordering `cmp`.
+fn in_range_by(v: &str, r: &AffectedRange, cmp: impl Fn(&str, &str) -> Ordering) -> bool {
     if !is_zero(&r.introduced) {
         let intro = r.introduced.as_deref().unwrap_or_default();
-        if cmp.compare(v, intro) == Ordering::Less {
+        if cmp(v, intro) == Ordering::Less {
             return false;
         }
     }
     if let Some(f) = r.fixed.as_deref().filter(|f| !f.trim().is_empty()) {
-        return cmp.compare(v, f) == Ordering::Less;
+        return cmp(v, f) == Ordering::Less;
     }
     if let Some(l) = r.last_affected.as_deref().filter(|l| !l.trim().is_empty()) {
-        return cmp.compare(v, l) != Ordering::Greater;
+        return cmp(v, l) != Ordering::Greater;
     }
     true
 }
 
-/// Whether `version` is affected by `adv`: returns the constraint that matched and the
-/// fixed version of the matching range. Withdrawn and not-affected advisories never
-/// match; an explicit `versions` entry matches by equality under the comparator; a range
-/// matches when `introduced <= v < fixed` (or `<= last_affected`).
-pub fn affects(cmp: Comparator, version: &str, adv: &Advisory) -> Option<(String, Option<String>)> {
+/// The comparator name of SemVer 2.0 precedence in [`MatchDetail::comparator`].
+pub const SEMVER_COMPARATOR: &str = "semver";
+
+/// Whether `v` is in the range, and the name of the ordering used: a SEMVER range
+/// ([`RangeKind::Semver`]) is compared by SemVer 2.0 precedence whatever the ecosystem
+/// when the version and every bound of the range parse as SemVer (leniently, as osv.dev
+/// does: [`crate::version::semver::parse_lenient`]); otherwise, and for every ECOSYSTEM
+/// range, by the ecosystem's comparator.
+fn in_range(cmp: Comparator, v: &str, r: &AffectedRange) -> (bool, &'static str) {
+    if r.kind == RangeKind::Semver {
+        use crate::version::semver::parse_lenient;
+        let bounds = [&r.introduced, &r.fixed, &r.last_affected];
+        let all_semver = parse_lenient(v).is_some()
+            && bounds.iter().all(|b| {
+                b.as_deref()
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty() && *s != "0")
+                    .is_none_or(|s| parse_lenient(s).is_some())
+            });
+        if all_semver {
+            let by_semver = in_range_by(v, r, |a, b| {
+                crate::version::semver::compare_semver(a, b).unwrap_or(Ordering::Equal)
+            });
+            return (by_semver, SEMVER_COMPARATOR);
+        }
+    }
+    (in_range_by(v, r, |a, b| cmp.compare(a, b)), cmp.name())
+}
+
+/// How a version is affected by an advisory (see [`affects`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Affected {
+    /// The constraint that matched, e.g. `>= 1.0, < 2.0`.
+    pub constraint: String,
+    /// The fixed version of the matching range, if any.
+    pub fixed: Option<String>,
+    /// The ordering used: the ecosystem comparator's name, or [`SEMVER_COMPARATOR`] for
+    /// a SEMVER range compared by SemVer precedence.
+    pub comparator: &'static str,
+}
+
+/// Whether `version` is affected by `adv`: the constraint that matched, the fixed
+/// version of the matching range and the ordering used. Withdrawn and not-affected
+/// advisories never match; an explicit `versions` entry matches by equality under the
+/// comparator; a range matches when `introduced <= v < fixed` (or `<= last_affected`),
+/// SEMVER ranges by SemVer precedence ([`in_range`]).
+pub fn affects(cmp: Comparator, version: &str, adv: &Advisory) -> Option<Affected> {
     if adv.withdrawn || adv.state == FixState::NotAffected {
         return None;
     }
     for r in &adv.ranges {
-        if in_range(cmp, version, r) {
-            return Some((
-                range_text(r),
-                r.fixed.clone().filter(|f| !f.trim().is_empty()),
-            ));
+        let (hit, comparator) = in_range(cmp, version, r);
+        if hit {
+            return Some(Affected {
+                constraint: range_text(r),
+                fixed: r.fixed.clone().filter(|f| !f.trim().is_empty()),
+                comparator,
+            });
         }
     }
     if let Some(v) = adv
@@ -244,15 +289,46 @@ pub fn affects(cmp: Comparator, version: &str, adv: &Advisory) -> Option<(String
             .filter(|f| cmp.compare(f, version) == Ordering::Greater)
             .min_by(|a, b| cmp.compare(a, b))
             .map(str::to_string);
-        return Some((format!("= {v} (listed)"), fixed));
+        return Some(Affected {
+            constraint: format!("= {v} (listed)"),
+            fixed,
+            comparator: cmp.name(),
+        });
     }
     if adv.ranges.is_empty()
         && adv.versions.is_empty()
         && matches!(adv.state, FixState::NotFixed | FixState::WontFix)
     {
-        return Some(("all versions".to_string(), None));
+        return Some(Affected {
+            constraint: "all versions".to_string(),
+            fixed: None,
+            comparator: cmp.name(),
+        });
     }
     None
+}
+
+/// The module stream (`name:stream`) an rpm package was built for, from its
+/// modularity label (`metadata["modularity_label"]`, rpm's `MODULARITYLABEL`, e.g.
+/// `nodejs:18:8090020231019152822:a75119d5` → `nodejs:18`). `None` for a package not
+/// built for a module (no label, or an empty one).
+pub fn package_module(p: &Package) -> Option<String> {
+    let label = p.metadata.get("modularity_label")?.trim();
+    let mut parts = label.split(':');
+    let (name, stream) = (parts.next()?.trim(), parts.next()?.trim());
+    (!name.is_empty() && !stream.is_empty()).then(|| format!("{name}:{stream}"))
+}
+
+/// Whether an advisory applies to a package as far as RHEL modularity goes. An
+/// advisory about a module stream (`module = "nodejs:18"`) applies only to a package
+/// whose modularity label has that `name:stream`; not to another stream's package,
+/// not to a package without a label. An advisory without a module applies to every
+/// package, modular or not, as an advisory without a modularity qualifier does in Grype.
+pub fn module_applies(adv: &Advisory, p: &Package) -> bool {
+    match adv.module.as_deref().map(str::trim) {
+        None => true,
+        Some(m) => package_module(p).is_some_and(|pm| pm == m),
+    }
 }
 
 /// How much a source is trusted when several describe the same vulnerability for the
@@ -282,14 +358,12 @@ fn id_preference(id: &str) -> (u8, &str) {
     (rank, id)
 }
 
-fn finding(
-    p: &Package,
-    l: &Lookup,
-    cmp: Comparator,
-    adv: &Advisory,
-    constraint: String,
-    fixed: Option<String>,
-) -> Finding {
+fn finding(p: &Package, l: &Lookup, adv: &Advisory, hit: Affected) -> Finding {
+    let Affected {
+        constraint,
+        fixed,
+        comparator,
+    } = hit;
     Finding {
         vuln_id: adv.id.clone(),
         aliases: adv.aliases.clone(),
@@ -310,7 +384,7 @@ fn finding(
         matched: MatchDetail {
             namespace: l.key.namespace.clone(),
             searched_name: l.searched_name.clone(),
-            comparator: cmp.name().to_string(),
+            comparator: comparator.to_string(),
             constraint,
         },
         description: adv.description.clone(),
@@ -437,7 +511,7 @@ pub fn match_packages_with(
         let mut via: Vec<&Lookup> = Vec::new();
         for l in pls {
             for a in cache.get(&l.key).map(Vec::as_slice).unwrap_or_default() {
-                if !a.withdrawn {
+                if !a.withdrawn && module_applies(a, p) {
                     advs.push(a);
                     via.push(l);
                 }
@@ -453,14 +527,13 @@ pub fn match_packages_with(
             .collect();
         for group in clusters(&advs) {
             let best = group.iter().map(|&k| ranks[k]).max().unwrap_or(0);
-            let mut hits: Vec<(usize, String, Option<String>, Comparator)> = Vec::new();
+            let mut hits: Vec<(usize, Affected)> = Vec::new();
             for &k in group.iter().filter(|&&k| ranks[k] == best) {
-                let cmp = cmps[k];
-                if let Some((constraint, fixed)) = affects(cmp, &via[k].version, advs[k]) {
-                    hits.push((k, constraint, fixed, cmp));
+                if let Some(hit) = affects(cmps[k], &via[k].version, advs[k]) {
+                    hits.push((k, hit));
                 }
             }
-            let Some((k, constraint, fixed, cmp)) = hits
+            let Some((k, hit)) = hits
                 .into_iter()
                 .min_by(|x, y| id_preference(&advs[x.0].id).cmp(&id_preference(&advs[y.0].id)))
             else {
@@ -470,7 +543,7 @@ pub fn match_packages_with(
             if opts.filter_vendor_only && adv.vendor_only {
                 continue;
             }
-            let mut f = finding(p, via[k], cmp, adv, constraint, fixed);
+            let mut f = finding(p, via[k], adv, hit);
             let mut aliases: BTreeSet<String> = BTreeSet::new();
             for &j in &group {
                 aliases.insert(advs[j].id.clone());
@@ -559,11 +632,13 @@ mod tests {
             withdrawn: false,
             vendor_only: false,
             fix_published: None,
+            module: None,
         }
     }
 
     fn range(i: Option<&str>, f: Option<&str>, l: Option<&str>) -> AffectedRange {
         AffectedRange {
+            kind: Default::default(),
             introduced: i.map(Into::into),
             fixed: f.map(Into::into),
             last_affected: l.map(Into::into),
@@ -604,7 +679,7 @@ mod tests {
             vec![range(Some("1.0"), Some("2.0"), None)],
         );
         assert!(affects(c, "0.9", &a).is_none());
-        assert_eq!(affects(c, "1.0", &a).unwrap().0, ">= 1.0, < 2.0");
+        assert_eq!(affects(c, "1.0", &a).unwrap().constraint, ">= 1.0, < 2.0");
         assert!(affects(c, "2.0", &a).is_none());
         let l = adv(
             "Y",
@@ -613,7 +688,7 @@ mod tests {
             FixState::NotFixed,
             vec![range(Some("0"), None, Some("1.5"))],
         );
-        assert_eq!(affects(c, "1.5", &l).unwrap().0, "<= 1.5");
+        assert_eq!(affects(c, "1.5", &l).unwrap().constraint, "<= 1.5");
         assert!(affects(c, "1.5.1", &l).is_none());
         let mut v = adv("Z", "pypi", "p", FixState::NotFixed, vec![]);
         v.versions = vec!["3.1".into()];
@@ -629,7 +704,7 @@ mod tests {
         assert!(affects(c, "1", &na).is_none());
         let open = adv("O", "debian:12", "p", FixState::WontFix, vec![]);
         assert_eq!(
-            affects(Comparator::Dpkg, "1", &open).unwrap().0,
+            affects(Comparator::Dpkg, "1", &open).unwrap().constraint,
             "all versions"
         );
     }
@@ -994,5 +1069,228 @@ mod tests {
                 "A8:npm-semver"
             ]
         );
+    }
+
+    fn semver(i: Option<&str>, f: Option<&str>) -> AffectedRange {
+        AffectedRange {
+            kind: RangeKind::Semver,
+            ..range(i, f, None)
+        }
+    }
+
+    /// PEP 440 and SemVer disagree on `-post1` (after the release vs. a pre-release of
+    /// it) and on `-dev` vs. `-alpha`: a SEMVER range follows SemVer, the same bounds as
+    /// an ECOSYSTEM range follow PEP 440.
+    #[test]
+    fn semver_range_uses_semver_precedence_in_any_ecosystem() {
+        let c = Comparator::Pep440;
+        let s = adv(
+            "S",
+            "pypi",
+            "p",
+            FixState::Fixed,
+            vec![semver(Some("0"), Some("1.0.0"))],
+        );
+        let e = adv(
+            "E",
+            "pypi",
+            "p",
+            FixState::Fixed,
+            vec![range(Some("0"), Some("1.0.0"), None)],
+        );
+        let hit = affects(c, "1.0.0-post1", &s).expect("SemVer: 1.0.0-post1 < 1.0.0");
+        assert_eq!(hit.comparator, "semver");
+        assert_eq!(hit.fixed.as_deref(), Some("1.0.0"));
+        assert!(
+            affects(c, "1.0.0-post1", &e).is_none(),
+            "PEP 440: a post-release of 1.0.0"
+        );
+        assert!(affects(c, "v1.0", &s).is_none(), "lenient: v1.0 is 1.0.0");
+        assert!(affects(c, "0.9", &s).is_some(), "lenient: 0.9 is 0.9.0");
+
+        let s2 = adv(
+            "S2",
+            "pypi",
+            "p",
+            FixState::Fixed,
+            vec![semver(Some("1.0.0-alpha"), Some("1.0.1"))],
+        );
+        let e2 = adv(
+            "E2",
+            "pypi",
+            "p",
+            FixState::Fixed,
+            vec![range(Some("1.0.0-alpha"), Some("1.0.1"), None)],
+        );
+        assert_eq!(affects(c, "1.0.0-dev", &s2).unwrap().comparator, "semver");
+        assert!(
+            affects(c, "1.0.0-dev", &e2).is_none(),
+            "PEP 440: 1.0.0.dev0 < 1.0.0a0"
+        );
+
+        // A version that is not SemVer: the ecosystem's comparator decides and is named.
+        let hit = affects(c, "0.9.0rc1", &s).expect("PEP 440: 0.9.0rc1 < 1.0.0");
+        assert_eq!(hit.comparator, "pep440");
+        // So does a bound that is not SemVer.
+        let s3 = adv(
+            "S3",
+            "pypi",
+            "p",
+            FixState::Fixed,
+            vec![semver(Some("0"), Some("1.0.0.post2"))],
+        );
+        let hit = affects(c, "1.0.0-post1", &s3).expect("PEP 440: post1 < post2");
+        assert_eq!(hit.comparator, "pep440");
+
+        // Go: the Go database's SEMVER ranges name versions without `v`.
+        let g = adv(
+            "G",
+            "go",
+            "example.com/m",
+            FixState::Fixed,
+            vec![semver(Some("1.2.0-rc.2"), Some("1.2.0"))],
+        );
+        let hit = affects(Comparator::Go, "v1.2.0-rc.10", &g).expect("rc.10 > rc.2 numerically");
+        assert_eq!(hit.comparator, "semver");
+        assert!(affects(Comparator::Go, "v1.2.0-rc.1", &g).is_none());
+        assert!(affects(Comparator::Go, "v1.2.0", &g).is_none());
+    }
+
+    /// Through the whole matcher: the finding says which ordering matched.
+    #[test]
+    fn semver_finding_names_its_comparator() {
+        let a = analysis(
+            None,
+            vec![package(PackageType::Python, "p", "1.0.0-post1", None)],
+        );
+        let advs = vec![
+            adv(
+                "GHSA-semver",
+                "pypi",
+                "p",
+                FixState::Fixed,
+                vec![semver(Some("0"), Some("1.0.0"))],
+            ),
+            adv(
+                "GHSA-eco",
+                "pypi",
+                "p",
+                FixState::Fixed,
+                vec![range(Some("0"), Some("1.0.0"), None)],
+            ),
+        ];
+        let f = one(&a, advs, &MatchOptions::default());
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].vuln_id, "GHSA-semver");
+        assert_eq!(f[0].matched.comparator, "semver");
+        assert_eq!(f[0].matched.constraint, "< 1.0.0");
+    }
+
+    fn rpm(name: &str, v: &str, label: Option<&str>) -> Package {
+        let mut p = package(PackageType::Rpm, name, v, None);
+        if let Some(l) = label {
+            p.metadata.insert("modularity_label".into(), l.into());
+        }
+        p
+    }
+
+    #[test]
+    fn module_streams_match_only_their_packages() {
+        let d = Distro {
+            id: "rhel".into(),
+            version_id: Some("8.9".into()),
+            ..Default::default()
+        };
+        let ns = distro_namespace(&d).unwrap();
+        assert_eq!(ns, "rhel:8");
+        let fixed = |id: &str, module: Option<&str>, f: &str| {
+            let mut a = adv(
+                id,
+                &ns,
+                "nodejs",
+                FixState::Fixed,
+                vec![range(Some("0"), Some(f), None)],
+            );
+            a.module = module.map(Into::into);
+            a
+        };
+        let advs = vec![
+            // One id, two streams: each applies to its own stream's package only.
+            fixed(
+                "CVE-2024-1",
+                Some("nodejs:18"),
+                "1:18.19.0-1.module+el8.9.0+1+aaaa",
+            ),
+            fixed(
+                "CVE-2024-1",
+                Some("nodejs:20"),
+                "1:20.11.0-1.module+el8.9.0+2+bbbb",
+            ),
+            // Without a module: applies to every nodejs package.
+            fixed("CVE-2024-2", None, "1:99.0.0-1.el8"),
+        ];
+        let ids = |p: Package| -> Vec<String> {
+            let f = one(
+                &analysis(Some(d.clone()), vec![p]),
+                advs.clone(),
+                &MatchOptions::default(),
+            );
+            f.iter()
+                .map(|f| format!("{}:{}", f.vuln_id, f.fixed_in.as_deref().unwrap_or("-")))
+                .collect()
+        };
+        // Stream 18 at 18.18: affected by its stream's record (fix 18.19), not by the
+        // stream-20 record although 18.18 < 20.11 under rpm ordering.
+        assert_eq!(
+            ids(rpm(
+                "nodejs",
+                "1:18.18.2-1.module+el8.9.0+1+aaaa",
+                Some("nodejs:18:8090020231019152822:a75119d5")
+            )),
+            [
+                "CVE-2024-1:1:18.19.0-1.module+el8.9.0+1+aaaa",
+                "CVE-2024-2:1:99.0.0-1.el8"
+            ]
+        );
+        // Stream 20 at 20.10: its own stream's fix.
+        assert_eq!(
+            ids(rpm(
+                "nodejs",
+                "1:20.10.0-1.module+el8.9.0+2+bbbb",
+                Some("nodejs:20:8090020231120101010:bbbbbbbb")
+            )),
+            [
+                "CVE-2024-1:1:20.11.0-1.module+el8.9.0+2+bbbb",
+                "CVE-2024-2:1:99.0.0-1.el8"
+            ]
+        );
+        // Stream 18 fixed: the stream-20 record must not bring it back.
+        assert_eq!(
+            ids(rpm(
+                "nodejs",
+                "1:18.19.0-1.module+el8.9.0+1+aaaa",
+                Some("nodejs:18:8090020231019152822:a75119d5")
+            )),
+            ["CVE-2024-2:1:99.0.0-1.el8"]
+        );
+        // No label (not built for a module) and an empty label: only module-less records.
+        assert_eq!(
+            ids(rpm("nodejs", "1:10.0.0-1.el8", None)),
+            ["CVE-2024-2:1:99.0.0-1.el8"]
+        );
+        assert_eq!(
+            ids(rpm("nodejs", "1:10.0.0-1.el8", Some(""))),
+            ["CVE-2024-2:1:99.0.0-1.el8"]
+        );
+        // Another module's package of the same name.
+        assert_eq!(
+            ids(rpm("nodejs", "1:18.0.0-1.el8", Some("nodejs-other:18:1:x"))),
+            ["CVE-2024-2:1:99.0.0-1.el8"]
+        );
+        assert_eq!(
+            package_module(&rpm("n", "1", Some("perl:5.32:8090:abc"))).as_deref(),
+            Some("perl:5.32")
+        );
+        assert_eq!(package_module(&rpm("n", "1", Some("nostream"))), None);
     }
 }

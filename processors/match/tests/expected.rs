@@ -44,6 +44,7 @@ fn advisory(id: &str, ns: &str, pkg: &str, state: FixState) -> Advisory {
         withdrawn: false,
         vendor_only: false,
         fix_published: None,
+        module: None,
     }
 }
 
@@ -81,6 +82,7 @@ fn osv_advisories(v: &Value) -> Vec<Advisory> {
             let mut open: Option<AffectedRange> = None;
             for e in r["events"].as_array().unwrap() {
                 let blank = AffectedRange {
+                    kind: Default::default(),
                     introduced: None,
                     fixed: None,
                     last_affected: None,
@@ -154,6 +156,7 @@ fn alpine_advisories(release: &str) -> Vec<Advisory> {
                     } else {
                         let mut a = advisory(id, &ns, name, FixState::Fixed);
                         a.ranges = vec![AffectedRange {
+                            kind: Default::default(),
                             introduced: None,
                             fixed: Some(fixed.clone()),
                             last_affected: None,
@@ -185,6 +188,7 @@ fn debian_advisories(release: &str, version: &str) -> Vec<Advisory> {
                 (Some("resolved"), Some(f)) => {
                     let mut a = advisory(cve, &ns, pkg, FixState::Fixed);
                     a.ranges = vec![AffectedRange {
+                        kind: Default::default(),
                         introduced: None,
                         fixed: Some(f.into()),
                         last_affected: None,

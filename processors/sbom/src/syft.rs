@@ -90,6 +90,10 @@ pub(crate) fn import(v: &Value) -> Result<ImportedSbom, SbomError> {
             if let Some(s) = get("release") {
                 p.metadata.insert("release".into(), s);
             }
+            // rpm: the module stream the package was built for (RHEL modularity).
+            if let Some(s) = get("modularityLabel") {
+                p.metadata.insert("modularity_label".into(), s);
+            }
             if let Some(s) = get("mainModule") {
                 p.metadata.insert("main_module".into(), s);
             }

@@ -15,7 +15,8 @@ pub enum Table {
     PackageImages,
     /// partition = image digest, sort = `namespace|package`. The forward side of the reverse index.
     ImageKeys,
-    /// partition = `namespace|package`, sort = advisory id.
+    /// partition = `namespace|package`, sort = advisory id (`id|module` for a module
+    /// stream's advisory).
     Advisories,
     /// partition = "feeds", sort = feed name.
     FeedState,

@@ -392,6 +392,7 @@ pub fn sample_layer_index(digest: &str, extractor_version: u32) -> LayerIndex {
                 link: None,
                 sha256: None,
                 md5: None,
+                sha1: None,
             },
             FileEntry {
                 path: "/etc/os-release".into(),
@@ -403,6 +404,7 @@ pub fn sample_layer_index(digest: &str, extractor_version: u32) -> LayerIndex {
                 link: None,
                 sha256: None,
                 md5: None,
+                sha1: None,
             },
             FileEntry {
                 path: "/bin/sh".into(),
@@ -414,6 +416,7 @@ pub fn sample_layer_index(digest: &str, extractor_version: u32) -> LayerIndex {
                 link: Some("busybox".into()),
                 sha256: None,
                 md5: None,
+                sha1: None,
             },
         ],
         kept: vec![KeptFile {
@@ -515,6 +518,7 @@ pub fn sample_advisory(id: &str, k: &PackageKey, severity: Severity) -> Advisory
         severity,
         state: FixState::Fixed,
         ranges: vec![AffectedRange {
+            kind: Default::default(),
             introduced: None,
             fixed: Some("2.36-9+deb12u4".into()),
             last_affected: None,
@@ -529,6 +533,7 @@ pub fn sample_advisory(id: &str, k: &PackageKey, severity: Severity) -> Advisory
         fix_published: None,
         vendor_only: false,
         withdrawn: false,
+        module: None,
     }
 }
 
@@ -801,6 +806,35 @@ async fn typed_advisories(s: &Store, x: &str) {
         vec![n1],
         "another key's advisories are untouched"
     );
+
+    // Two module streams of one package under one id are two records.
+    let mut m18 = sample_advisory("CVE-2024-0009", &k, Severity::High);
+    m18.module = Some("nodejs:18".into());
+    let mut m20 = m18.clone();
+    m20.module = Some("nodejs:20".into());
+    m20.severity = Severity::Low;
+    let plain = sample_advisory("CVE-2024-0009", &k, Severity::Medium);
+    assert!(ok(
+        "replace",
+        s.replace_advisories(&k, &[plain.clone(), m18.clone(), m20.clone()])
+            .await
+    ));
+    assert_eq!(
+        ok("get_advisories", s.get_advisories(&k).await),
+        vec![plain.clone(), m18.clone(), m20.clone()],
+        "one id, a plain and two module-stream records: all three kept"
+    );
+    assert!(ok(
+        "replace",
+        s.replace_advisories(&k, &[plain.clone(), m20.clone()])
+            .await
+    ));
+    assert_eq!(
+        ok("get_advisories", s.get_advisories(&k).await),
+        vec![plain, m20],
+        "dropping one stream's record removes only that stream's"
+    );
+    assert!(ok("replace", s.replace_advisories(&k, &[]).await));
 }
 
 async fn typed_feed_states(s: &Store, x: &str) {
@@ -818,6 +852,7 @@ async fn typed_feed_states(s: &Store, x: &str) {
         last_sync: 1000,
         record_count: 10,
         namespaces,
+        parser_version: 0,
     };
     let s2 = FeedState {
         feed: f2.clone(),

@@ -184,8 +184,10 @@ impl Store {
             .await
     }
 
-    /// Make the stored advisories of a key exactly `advisories` (by id). Returns whether
-    /// anything changed.
+    /// Make the stored advisories of a key exactly `advisories` (by
+    /// [`Advisory::record_key`]: the id, plus the module stream when there is one, so
+    /// two streams of one package under one id are two rows). Returns whether anything
+    /// changed.
     pub async fn replace_advisories(
         &self,
         key: &PackageKey,
@@ -195,11 +197,12 @@ impl Store {
         let old = self.get_advisories(key).await?;
         let mut writes = Vec::new();
         for o in &old {
-            if !advisories.iter().any(|a| a.id == o.id) {
+            let ok = o.record_key();
+            if !advisories.iter().any(|a| a.record_key() == ok) {
                 writes.push(Write::Delete {
                     table: Table::Advisories,
                     partition: part.clone(),
-                    sort: o.id.clone(),
+                    sort: ok,
                 });
             }
         }
@@ -210,7 +213,7 @@ impl Store {
             writes.push(Write::Put {
                 table: Table::Advisories,
                 partition: part.clone(),
-                sort: a.id.clone(),
+                sort: a.record_key(),
                 value: enc(Table::Advisories, a)?,
             });
         }

@@ -13,10 +13,12 @@ pub mod tag {
     pub const LICENSE: u32 = 1014;
     pub const ARCH: u32 = 1022;
     pub const SOURCERPM: u32 = 1044;
+    pub const FILEDIGESTS: u32 = 1035;
     pub const DIRINDEXES: u32 = 1116;
     pub const BASENAMES: u32 = 1117;
     pub const DIRNAMES: u32 = 1118;
     pub const MODULARITYLABEL: u32 = 5096;
+    pub const FILEDIGESTALGO: u32 = 5011;
 }
 
 const TYPE_INT32: u32 = 4;
@@ -53,6 +55,11 @@ pub struct RpmHeader {
     pub modularity_label: Option<String>,
     /// Absolute paths of the files, from BASENAMES/DIRNAMES/DIRINDEXES.
     pub files: Vec<String>,
+    /// (path, hex digest) of the files FILEDIGESTS gives a digest (directories and
+    /// symlinks have an empty one and are left out).
+    pub file_digests: Vec<(String, String)>,
+    /// FILEDIGESTALGO (a PGP hash algorithm id: 1 md5, 8 sha256); absent means md5.
+    pub file_digest_algo: Option<u32>,
 }
 
 enum Value {
@@ -90,6 +97,8 @@ impl RpmHeader {
             tag::BASENAMES,
             tag::DIRNAMES,
             tag::MODULARITYLABEL,
+            tag::FILEDIGESTS,
+            tag::FILEDIGESTALGO,
         ];
         let mut values: BTreeMap<u32, Value> = BTreeMap::new();
         for i in 0..il {
@@ -154,6 +163,11 @@ impl RpmHeader {
             vendor: s(tag::VENDOR),
             modularity_label: s(tag::MODULARITYLABEL),
             files: vec![],
+            file_digests: vec![],
+            file_digest_algo: match values.get(&tag::FILEDIGESTALGO) {
+                Some(Value::Ints(v)) => v.first().copied(),
+                _ => None,
+            },
         };
         if let (Some(Value::Strings(base)), Some(Value::Strings(dirs)), Some(Value::Ints(idx))) = (
             values.get(&tag::BASENAMES),
@@ -165,6 +179,19 @@ impl RpmHeader {
                 .zip(idx)
                 .filter_map(|(b, &i)| dirs.get(i as usize).map(|d| format!("{d}{b}")))
                 .collect();
+            // FILEDIGESTS runs parallel to BASENAMES.
+            if let Some(Value::Strings(digests)) = values.get(&tag::FILEDIGESTS) {
+                h.file_digests = base
+                    .iter()
+                    .zip(idx)
+                    .zip(digests)
+                    .filter(|(_, d)| !d.is_empty())
+                    .filter_map(|((b, &i), d)| {
+                        dirs.get(i as usize)
+                            .map(|dir| (format!("{dir}{b}"), d.to_ascii_lowercase()))
+                    })
+                    .collect();
+            }
         }
         Ok(h)
     }
@@ -175,7 +202,8 @@ pub fn build(strings: &[(u32, &[&str])], ints: &[(u32, &[u32])]) -> Vec<u8> {
     let mut index = Vec::new();
     let mut data: Vec<u8> = Vec::new();
     for (t, ss) in strings {
-        let ty = if ss.len() == 1 && *t != tag::BASENAMES && *t != tag::DIRNAMES {
+        let ty = if ss.len() == 1 && ![tag::BASENAMES, tag::DIRNAMES, tag::FILEDIGESTS].contains(t)
+        {
             TYPE_STRING
         } else {
             TYPE_STRING_ARRAY

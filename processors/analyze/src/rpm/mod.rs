@@ -57,6 +57,24 @@ pub fn split_source_rpm(s: &str) -> Option<(String, String)> {
     Some((name.to_string(), format!("{version}-{release}")))
 }
 
+/// path → `sha256:<hex>` / `md5:<hex>` from FILEDIGESTS by FILEDIGESTALGO (8 sha256;
+/// 1 or absent md5). Another algorithm (sha1 2, sha384 9, sha512 10, …) is named by
+/// its id (`pgp-hash-<id>:`), which nothing compares.
+pub fn file_digests(h: &RpmHeader) -> std::collections::BTreeMap<String, String> {
+    let algo = match h.file_digest_algo {
+        None | Some(1) => "md5".to_string(),
+        Some(2) => "sha1".to_string(),
+        Some(8) => "sha256".to_string(),
+        Some(9) => "sha384".to_string(),
+        Some(10) => "sha512".to_string(),
+        Some(n) => format!("pgp-hash-{n}"),
+    };
+    h.file_digests
+        .iter()
+        .map(|(path, d)| (path.clone(), format!("{algo}:{d}")))
+        .collect()
+}
+
 /// A package from one decoded header. `gpg-pubkey` pseudo-packages are skipped.
 pub fn package(h: &RpmHeader, path: &str, distro: Option<&Distro>) -> Option<Package> {
     if h.name == "gpg-pubkey" {
@@ -68,6 +86,7 @@ pub fn package(h: &RpmHeader, path: &str, distro: Option<&Distro>) -> Option<Pac
     p.locations = vec![path.to_string()];
     p.licenses = h.license.iter().cloned().collect();
     p.files = h.files.clone();
+    p.file_digests = file_digests(h);
     if let Some(s) = &h.source_rpm {
         p.metadata.insert("source_rpm".into(), s.clone());
         if let Some((n, v)) = split_source_rpm(s) {
@@ -84,8 +103,12 @@ pub fn package(h: &RpmHeader, path: &str, distro: Option<&Distro>) -> Option<Pac
     if let Some(v) = &h.vendor {
         p.metadata.insert("vendor".into(), v.clone());
     }
-    if let Some(m) = &h.modularity_label {
-        p.metadata.insert("modularity_label".into(), m.clone());
+    // RPMTAG_MODULARITYLABEL (`nodejs:18:8090020231019152822:a75119d5`): the package was
+    // built for that module stream; the matcher applies module advisories by it.
+    if let Some(m) = h.modularity_label.as_deref().map(str::trim) {
+        if !m.is_empty() {
+            p.metadata.insert("modularity_label".into(), m.to_string());
+        }
     }
     let namespace = distro.map(|d| d.id.as_str()).unwrap_or("");
     p.purl = purl(

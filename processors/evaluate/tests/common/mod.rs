@@ -232,6 +232,7 @@ pub fn advisory(id: &str, ns: &str, pkg: &str, sev: Severity, fixed: &str, nvd: 
         severity: sev,
         state: FixState::Fixed,
         ranges: vec![AffectedRange {
+            kind: Default::default(),
             introduced: Some("0".into()),
             fixed: Some(fixed.into()),
             last_affected: None,
@@ -253,6 +254,7 @@ pub fn advisory(id: &str, ns: &str, pkg: &str, sev: Severity, fixed: &str, nvd: 
         withdrawn: false,
         vendor_only: false,
         fix_published: Some("2019-04-20T00:00:00Z".into()),
+        module: None,
     }
 }
 

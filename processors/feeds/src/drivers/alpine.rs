@@ -6,6 +6,7 @@ use serde_json::Value;
 use vigil_contracts::{Advisory, AffectedRange, FixState, Severity};
 use vigil_match::version::apk;
 
+use super::Warnings;
 use crate::FeedError;
 
 fn looks_like_id(s: &str) -> bool {
@@ -40,6 +41,17 @@ pub fn secdb_namespace(feed: &str, root: &Value) -> Option<String> {
 
 /// Parse one secdb file. A malformed package entry is skipped with a warning.
 pub fn parse(feed: &str, bytes: &[u8]) -> Result<Vec<Advisory>, FeedError> {
+    parse_with(feed, bytes, &mut Warnings::default())
+}
+
+/// [`parse`], collecting the skipped malformed entries (a package without a name or
+/// a `secfixes` object, a `secfixes` version whose ids are not a list) in `warnings`:
+/// the rest is still parsed; the sync becomes partial.
+pub fn parse_with(
+    feed: &str,
+    bytes: &[u8],
+    warnings: &mut Warnings,
+) -> Result<Vec<Advisory>, FeedError> {
     let err = |m: String| FeedError::Parse {
         feed: feed.to_string(),
         message: m,
@@ -54,13 +66,20 @@ pub fn parse(feed: &str, bytes: &[u8]) -> Result<Vec<Advisory>, FeedError> {
         .and_then(Value::as_array)
         .ok_or_else(|| err("alpine secdb without packages".into()))?;
     let mut out = Vec::new();
-    for p in packages {
+    for (i, p) in packages.iter().enumerate() {
         let pkg = p.get("pkg").unwrap_or(p);
         let (Some(name), Some(secfixes)) = (
             pkg.get("name").and_then(Value::as_str),
             pkg.get("secfixes").and_then(Value::as_object),
         ) else {
             tracing::warn!(feed, "skipping malformed secdb package entry");
+            let what = match pkg.get("name").and_then(Value::as_str) {
+                Some(n) => format!("{n:?}: no secfixes object"),
+                None => "no package name".to_string(),
+            };
+            warnings.skipped(format!(
+                "{namespace}: skipping malformed secdb package entry #{i}: {what}"
+            ));
             continue;
         };
         // id -> smallest fixed version ("0" = not affected).
@@ -73,6 +92,9 @@ pub fn parse(feed: &str, bytes: &[u8]) -> Result<Vec<Advisory>, FeedError> {
                     version,
                     "skipping malformed secfixes entry"
                 );
+                warnings.skipped(format!(
+                    "{namespace}: skipping malformed secfixes entry {name} {version}: ids are not a list"
+                ));
                 continue;
             };
             for id in ids
@@ -116,6 +138,7 @@ pub fn parse(feed: &str, bytes: &[u8]) -> Result<Vec<Advisory>, FeedError> {
                     Vec::new()
                 } else {
                     vec![AffectedRange {
+                        kind: Default::default(),
                         introduced: None,
                         fixed: Some(fixed),
                         last_affected: None,
@@ -131,6 +154,7 @@ pub fn parse(feed: &str, bytes: &[u8]) -> Result<Vec<Advisory>, FeedError> {
                 withdrawn: false,
                 vendor_only: false,
                 fix_published: None,
+                module: None,
             });
         }
     }

@@ -5,6 +5,7 @@ use serde_json::Value;
 use vigil_contracts::{Advisory, AffectedRange, FixState, Severity};
 use vigil_match::namespace::debian_codename_version;
 
+use super::Warnings;
 use crate::FeedError;
 
 fn wont_fix(release: &serde_json::Map<String, Value>, urgency: &str) -> bool {
@@ -62,6 +63,7 @@ fn release_advisory(
         (_, Some(v)) if v != "0" => (
             FixState::Fixed,
             vec![AffectedRange {
+                kind: Default::default(),
                 introduced: None,
                 fixed: Some(v.to_string()),
                 last_affected: None,
@@ -96,11 +98,23 @@ fn release_advisory(
         withdrawn: false,
         vendor_only: false,
         fix_published: None,
+        module: None,
     }))
 }
 
 /// Parse the tracker JSON. A malformed entry is skipped with a warning.
 pub fn parse(feed: &str, bytes: &[u8]) -> Result<Vec<Advisory>, FeedError> {
+    parse_with(feed, bytes, &mut Warnings::default())
+}
+
+/// [`parse`], collecting the skipped malformed entries (a package that is not an
+/// object, a CVE without releases, a release that is not an object) in `warnings`:
+/// the rest is still parsed; the sync becomes partial.
+pub fn parse_with(
+    feed: &str,
+    bytes: &[u8],
+    warnings: &mut Warnings,
+) -> Result<Vec<Advisory>, FeedError> {
     let root: Value = serde_json::from_slice(bytes).map_err(|e| FeedError::Parse {
         feed: feed.to_string(),
         message: format!("debian tracker JSON: {e}"),
@@ -113,19 +127,28 @@ pub fn parse(feed: &str, bytes: &[u8]) -> Result<Vec<Advisory>, FeedError> {
     for (package, cves) in root {
         let Some(cves) = cves.as_object() else {
             tracing::warn!(feed, package, "skipping malformed tracker entry");
+            warnings.skipped(format!(
+                "skipping malformed tracker entry {package:?}: not an object of CVEs"
+            ));
             continue;
         };
         for (id, cve) in cves {
             let description = cve.get("description").and_then(Value::as_str);
             let Some(releases) = cve.get("releases").and_then(Value::as_object) else {
                 tracing::warn!(feed, package, id, "skipping tracker entry without releases");
+                warnings.skipped(format!(
+                    "skipping tracker entry {package}/{id}: no releases object"
+                ));
                 continue;
             };
             for (codename, rel) in releases {
                 match release_advisory(feed, package, id, description, codename, rel) {
                     Ok(Some(a)) => out.push(a),
                     Ok(None) => {}
-                    Err(e) => tracing::warn!(feed, error = e, "skipping malformed tracker entry"),
+                    Err(e) => {
+                        tracing::warn!(feed, error = e, "skipping malformed tracker entry");
+                        warnings.skipped(format!("skipping malformed tracker entry {e}"));
+                    }
                 }
             }
         }

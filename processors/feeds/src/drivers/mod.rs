@@ -33,11 +33,11 @@ impl Warnings {
     }
 }
 
-/// Advisories grouped by (namespace, package), each list sorted by id.
+/// Advisories grouped by (namespace, package), each list sorted by id (and module).
 pub type Grouped = BTreeMap<PackageKey, Vec<Advisory>>;
 
-/// Group advisories by key; two records with the same id under one key are merged
-/// (ranges and versions joined).
+/// Group advisories by key; two records with the same id (and module stream, see
+/// [`Advisory::record_key`]) under one key are merged (ranges and versions joined).
 pub fn group(advisories: Vec<Advisory>) -> Grouped {
     let mut by_key: BTreeMap<PackageKey, BTreeMap<String, Advisory>> = BTreeMap::new();
     for a in advisories {
@@ -46,9 +46,9 @@ pub fn group(advisories: Vec<Advisory>) -> Grouped {
             package: a.package.clone(),
         };
         let slot = by_key.entry(key).or_default();
-        match slot.get_mut(&a.id) {
+        match slot.get_mut(&a.record_key()) {
             None => {
-                slot.insert(a.id.clone(), a);
+                slot.insert(a.record_key(), a);
             }
             Some(prev) => {
                 for r in a.ranges {

@@ -163,6 +163,7 @@ pub fn parse_cve(feed: &str, cve: &Value) -> Result<Advisory, String> {
         withdrawn: s("vulnStatus").as_deref() == Some("Rejected"),
         vendor_only: false,
         fix_published: None,
+        module: None,
     })
 }
 

@@ -4,8 +4,9 @@
 use std::io::Read;
 
 use serde_json::Value;
-use vigil_contracts::{Advisory, AffectedRange, Cvss, FixState, Severity};
+use vigil_contracts::{Advisory, AffectedRange, Cvss, FixState, RangeKind, Severity};
 use vigil_match::namespace::{ecosystem_namespace, normalize_name};
+use vigil_match::version::Comparator;
 
 use super::Warnings;
 use crate::config::Limits;
@@ -31,8 +32,14 @@ fn severity_word(v: Option<&Value>) -> Option<Severity> {
 }
 
 /// Ranges from OSV events: each `introduced` opens a range that the next `fixed` or
-/// `last_affected` closes.
-fn ranges(events: &[Value]) -> Vec<AffectedRange> {
+/// `last_affected` closes. Every range gets `kind` (the OSV range type).
+fn ranges(events: &[Value], kind: RangeKind) -> Vec<AffectedRange> {
+    let blank = || AffectedRange {
+        kind,
+        introduced: None,
+        fixed: None,
+        last_affected: None,
+    };
     let mut out = Vec::new();
     let mut open: Option<AffectedRange> = None;
     for e in events {
@@ -42,23 +49,14 @@ fn ranges(events: &[Value]) -> Vec<AffectedRange> {
             }
             open = Some(AffectedRange {
                 introduced: Some(i.to_string()),
-                fixed: None,
-                last_affected: None,
+                ..blank()
             });
         } else if let Some(f) = e.get("fixed").and_then(Value::as_str) {
-            let mut r = open.take().unwrap_or(AffectedRange {
-                introduced: None,
-                fixed: None,
-                last_affected: None,
-            });
+            let mut r = open.take().unwrap_or_else(blank);
             r.fixed = Some(f.to_string());
             out.push(r);
         } else if let Some(l) = e.get("last_affected").and_then(Value::as_str) {
-            let mut r = open.take().unwrap_or(AffectedRange {
-                introduced: None,
-                fixed: None,
-                last_affected: None,
-            });
+            let mut r = open.take().unwrap_or_else(blank);
             r.last_affected = Some(l.to_string());
             out.push(r);
         }
@@ -67,6 +65,38 @@ fn ranges(events: &[Value]) -> Vec<AffectedRange> {
         out.push(r);
     }
     out
+}
+
+/// `name:stream` of a modularity label or module spec (`nodejs:18:8090020231019152822:a75119d5`
+/// → `nodejs:18`); `None` without both parts.
+fn module_stream(label: &str) -> Option<String> {
+    let mut parts = label.trim().split(':');
+    let (name, stream) = (parts.next()?.trim(), parts.next()?.trim());
+    (!name.is_empty() && !stream.is_empty() && !name.contains('/') && !stream.contains('/'))
+        .then(|| format!("{name}:{stream}"))
+}
+
+/// The module stream of an rpm affected entry and the package name without it. Red Hat
+/// names a module's package `nodejs:18/nodejs` and/or gives a purl with an
+/// `rpmmod=nodejs:18:<version>:<context>` qualifier; the name form wins when both are
+/// there. Anything else is the plain package name, no module.
+pub fn rpm_module(name: &str, purl: Option<&str>) -> (String, Option<String>) {
+    if let Some((prefix, pkg)) = name.split_once('/') {
+        if let (Some(m), false) = (module_stream(prefix), pkg.trim().is_empty()) {
+            return (pkg.trim().to_string(), Some(m));
+        }
+    }
+    let qualifier = purl
+        .and_then(|u| u.split_once('?'))
+        .map(|(_, q)| q.split('#').next().unwrap_or(q))
+        .and_then(|q| {
+            q.split('&').find_map(|kv| {
+                let (k, v) = kv.split_once('=')?;
+                (k == "rpmmod").then_some(v)
+            })
+        });
+    let module = qualifier.and_then(|v| module_stream(&v.replace("%3A", ":").replace("%3a", ":")));
+    (name.to_string(), module)
 }
 
 /// Map an OSV `package.ecosystem` to a namespace. Language ecosystems keep the matcher's
@@ -173,9 +203,13 @@ fn cvss_source(feed: &str, id: &str) -> String {
     }
 }
 
-/// Parse one OSV record into advisories, one per affected (namespace, package). A
-/// withdrawn record is kept with `withdrawn = true` (the matcher must ignore it); GIT
-/// ranges are ignored; an unknown ecosystem is skipped with a warning.
+/// Parse one OSV record into advisories, one per affected (namespace, package, module
+/// stream). A withdrawn record is kept with `withdrawn = true` (the matcher must ignore
+/// it); ECOSYSTEM and SEMVER ranges keep their type ([`RangeKind`]); GIT ranges are
+/// ignored (an entry with only GIT ranges and no `versions` yields nothing); an unknown
+/// ecosystem is skipped with a warning. In rpm ecosystems a Red Hat module package
+/// (`nodejs:18/nodejs`, or a purl `rpmmod` qualifier) becomes package `nodejs` with
+/// `module = "nodejs:18"` ([`rpm_module`]).
 ///
 /// Range versions are stored as the record spells them, unchecked: a version the
 /// ecosystem's grammar does not accept (`"fixed": "not a version!!"`) does not reject the
@@ -240,6 +274,12 @@ pub fn parse_record_with(
         ) else {
             return Err(format!("{id}: affected entry without package"));
         };
+        let (name, module) = if Comparator::for_ecosystem(eco) == Comparator::Rpm {
+            rpm_module(name, a.pointer("/package/purl").and_then(Value::as_str))
+        } else {
+            (name.to_string(), None)
+        };
+        let name = name.as_str();
         let Some(namespace) = osv_namespace(eco) else {
             tracing::warn!(feed, id, ecosystem = eco, "skipping unknown OSV ecosystem");
             warnings.note(format!(
@@ -254,15 +294,17 @@ pub fn parse_record_with(
             .into_iter()
             .flatten()
         {
-            let kind = r.get("type").and_then(Value::as_str).unwrap_or("");
-            if kind != "ECOSYSTEM" && kind != "SEMVER" {
-                continue;
-            }
+            // GIT ranges (commit hashes) cannot be compared with a package version.
+            let kind = match r.get("type").and_then(Value::as_str).unwrap_or("") {
+                "ECOSYSTEM" => RangeKind::Ecosystem,
+                "SEMVER" => RangeKind::Semver,
+                _ => continue,
+            };
             let events = r
                 .get("events")
                 .and_then(Value::as_array)
                 .ok_or_else(|| format!("{id}: range without events"))?;
-            rs.extend(ranges(events));
+            rs.extend(ranges(events, kind));
         }
         let versions = strs(a.get("versions"));
         if rs.is_empty() && versions.is_empty() {
@@ -303,6 +345,7 @@ pub fn parse_record_with(
             withdrawn,
             vendor_only: false,
             fix_published: None,
+            module,
         });
     }
     Ok(out)
