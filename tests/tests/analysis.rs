@@ -306,3 +306,55 @@ fn feeds_move_to_an_air_gapped_store() {
     assert_eq!(strip(&a), strip(&b), "same feeds, records and namespaces");
     assert!(b.contains("debian:12"));
 }
+
+#[test]
+fn zipped_egg_is_a_python_package() {
+    // A real egg (setuptools `bdist_egg`) installed as a zip file in site-packages.
+    let build = tempfile::tempdir().unwrap();
+    std::fs::write(
+        build.path().join("setup.py"),
+        "from setuptools import setup\nsetup(name='zipped_demo', version='0.4.1', py_modules=['zd'])\n",
+    )
+    .unwrap();
+    std::fs::write(build.path().join("zd.py"), "X = 1\n").unwrap();
+    let out = std::process::Command::new("python3")
+        .args(["setup.py", "-q", "bdist_egg"])
+        .current_dir(build.path())
+        .output()
+        .expect("python3 with setuptools");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let egg = std::fs::read_dir(build.path().join("dist"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "egg"))
+        .unwrap();
+    let name = egg.file_name().unwrap().to_string_lossy().into_owned();
+    let root = tempfile::tempdir().unwrap();
+    let site = root.path().join("usr/lib/python3.11/site-packages");
+    std::fs::create_dir_all(&site).unwrap();
+    std::fs::copy(&egg, site.join(&name)).unwrap();
+
+    let v = Vigil::new();
+    let (code, report, stderr) = v.scan_json(&format!("dir:{}", root.path().display()), &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let pkgs: Vec<&serde_json::Value> = report["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["type"] == "python")
+        .collect();
+    assert_eq!(pkgs.len(), 1, "{:#?}", report["packages"]);
+    let p = pkgs[0];
+    assert_eq!(p["name"], "zipped-demo");
+    assert_eq!(p["version"], "0.4.1");
+    assert_eq!(p["purl"], "pkg:pypi/zipped-demo@0.4.1");
+    assert_eq!(
+        p["locations"][0],
+        format!("/usr/lib/python3.11/site-packages/{name}")
+    );
+    assert_eq!(p["found_by"], "python-egg");
+}

@@ -1,5 +1,8 @@
 //! apk: `/lib/apk/db/installed` (`P` name, `V` version, `A` arch, `o` origin, `L` license,
-//! `F` directory and `R` file lines for the per-package file list).
+//! `F` directory and `R` file lines for the per-package file list, `Z` the checksum of the
+//! `R` file before it: `Q1` + base64 of its sha1, recorded as `sha1:<hex>`).
+
+use base64::Engine as _;
 
 use vigil_contracts::{Distro, Package, PackageType};
 
@@ -14,6 +17,16 @@ struct Stanza {
     license: Option<String>,
     dir: String,
     files: Vec<String>,
+    digests: std::collections::BTreeMap<String, String>,
+}
+
+/// `Q1<base64 sha1>` → `sha1:<hex>`; other forms (a plain md5 hex of old databases) are
+/// not recorded.
+fn apk_checksum(v: &str) -> Option<String> {
+    let b = base64::engine::general_purpose::STANDARD
+        .decode(v.strip_prefix("Q1")?)
+        .ok()?;
+    (b.len() == 20).then(|| format!("sha1:{}", hex::encode(b)))
 }
 
 /// The apk database. Pure.
@@ -41,6 +54,12 @@ pub fn parse_apk(path: &str, content: &[u8], distro: Option<&Distro>) -> Vec<Pac
             "R" => cur
                 .files
                 .push(vigil_extract::normalize(&format!("/{}/{v}", cur.dir)).0),
+            // The checksum of the file named by the `R` line just before.
+            "Z" => {
+                if let (Some(f), Some(d)) = (cur.files.last(), apk_checksum(v)) {
+                    cur.digests.insert(f.clone(), d);
+                }
+            }
             _ => {}
         }
     }
@@ -76,7 +95,7 @@ pub fn parse_apk(path: &str, content: &[u8], distro: Option<&Distro>) -> Vec<Pac
                 files: s.files,
                 metadata: Default::default(),
                 found_by: None,
-                file_digests: Default::default(),
+                file_digests: s.digests,
             })
         })
         .collect()

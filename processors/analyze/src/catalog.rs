@@ -194,7 +194,7 @@ pub fn capabilities_markdown() -> String {
             }
         );
     }
-    s + "\nAlso in every analysis: packages extract finds while streaming (Go and Rust binaries, Java archives, runtimes), kept where their file survives squashing; CPEs for every package (`cpe.rs`); language packages whose files an OS package owns are dropped (`ownership.rs`).\n"
+    s + "\nAlso in every analysis: packages extract finds while streaming (Go and Rust binaries, Java archives, zipped Python eggs as `python-egg`, runtimes), kept where their file survives squashing; CPEs for every package (`cpe.rs`); language packages whose files an OS package owns are dropped (`ownership.rs`).\n"
 }
 
 /// One stanza of a Debian control-style file: fields in order, continuation lines

@@ -1,30 +1,16 @@
 //! Python: installed packages (`*.dist-info/METADATA` + `RECORD`, `*.egg-info`
-//! directories and files, `EGG-INFO/PKG-INFO` of eggs) and declared sources
+//! directories and files, `EGG-INFO/PKG-INFO` of unpacked eggs; zipped eggs are read by
+//! extract while the layer streams) and declared sources
 //! (`poetry.lock`, `Pipfile.lock`, `uv.lock`, `requirements*.txt`).
 
 use std::collections::BTreeSet;
 
 use vigil_contracts::{Package, PackageType};
 
-use crate::catalog::{join, parent, pkg, purl, stanzas, CatalogCtx};
+use crate::catalog::{join, parent, pkg, purl, CatalogCtx};
 
-/// PEP 503 normalised name: lower case, runs of `-_.` as one `-`.
-pub fn normalize_name(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    let mut sep = false;
-    for c in name.chars() {
-        if matches!(c, '-' | '_' | '.') {
-            sep = true;
-        } else {
-            if sep && !out.is_empty() {
-                out.push('-');
-            }
-            sep = false;
-            out.push(c.to_ascii_lowercase());
-        }
-    }
-    out
-}
+/// PEP 503 normalised name (shared with extract's zipped-egg reader).
+pub use vigil_extract::detect::python_egg::normalize_name;
 
 fn pypi_purl(name: &str, version: &str) -> Option<String> {
     purl("pypi", "", &normalize_name(name), version, &[])
@@ -63,52 +49,9 @@ fn record_path(line: &str) -> Option<String> {
         .or_else(|| Some(line.to_string()))
 }
 
-/// Package from METADATA/PKG-INFO text (RFC 822 style headers, body ignored).
-pub fn parse_metadata(path: &str, text: &str) -> Option<Package> {
-    let head = text.split("\n\n").next().unwrap_or("");
-    let m = stanzas(head, ':').into_iter().next()?;
-    let name = m.get("Name")?.trim().to_string();
-    let version = m
-        .get("Version")
-        .map(|v| v.trim().to_string())
-        .unwrap_or_default();
-    if name.is_empty() {
-        return None;
-    }
-    let mut p = pkg(
-        &name,
-        &version,
-        PackageType::Python,
-        path,
-        pypi_purl(&name, &version),
-    );
-    if let Some(l) = m.get("License-Expression").or(m.get("License")) {
-        let l = l.lines().next().unwrap_or("").trim();
-        if !l.is_empty() && l != "UNKNOWN" {
-            p.licenses.push(l.to_string());
-        }
-    }
-    if p.licenses.is_empty() {
-        // Classifier lines are repeated keys: only the last survives in `stanzas`, so scan.
-        for l in head.lines() {
-            if let Some(c) = l.strip_prefix("Classifier: License :: ") {
-                if let Some(last) = c.rsplit(" :: ").next() {
-                    p.licenses.push(last.trim().to_string());
-                }
-            }
-        }
-    }
-    for (k, key) in [
-        ("Author", "author"),
-        ("Home-page", "homepage"),
-        ("Summary", "summary"),
-    ] {
-        if let Some(v) = m.get(k).filter(|v| !v.is_empty()) {
-            p.metadata.insert(key.into(), v.clone());
-        }
-    }
-    Some(p)
-}
+/// Package from METADATA/PKG-INFO text (RFC 822 style headers, body ignored): one
+/// reading shared with extract, which reads the `EGG-INFO/PKG-INFO` of zipped eggs.
+pub use vigil_extract::detect::python_egg::parse_metadata;
 
 /// The `python-installed` cataloger: a dist-info METADATA (with RECORD), an egg-info
 /// directory's PKG-INFO (with installed-files.txt), an egg-info file, an egg's

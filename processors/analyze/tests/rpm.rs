@@ -188,3 +188,39 @@ fn header_blob_round_trip_and_evr_forms() {
     let n = rpm::ndb::build(&[b.clone(), b]);
     assert_eq!(rpm::ndb::blobs(&n).unwrap().len(), 2);
 }
+
+#[test]
+fn file_digests_of_a_package_rpmbuild_made() {
+    if !have("rpmbuild") || !have("rpm") {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let sqlite = sqlite_rpmdb(tmp.path());
+    let pk = rpm::parse_rpmdb("/var/lib/rpm/rpmdb.sqlite", &sqlite, Some(&rhel())).unwrap();
+    // rpm records sha256 (FILEDIGESTALGO 8) of each file's content: `echo hi`, `echo x`.
+    assert_eq!(
+        pk[0]
+            .file_digests
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            (
+                "/etc/vigil/conf",
+                "sha256:73cb3858a687a8494ca3323053016282f3dad39d42cf62ca4e79dda2aac7d9ac"
+            ),
+            (
+                "/usr/bin/vigiltest",
+                "sha256:98ea6e4f216f2fb4b69fff9b3a44842c38686ca685f3f55dc48c5d3fb1107be4"
+            ),
+        ]
+    );
+    // The same blob without FILEDIGESTALGO reads as md5 (rpm < 4.6 headers).
+    let real = rpm::sqlite::blobs(&sqlite).unwrap();
+    let mut h = RpmHeader::parse(&real[0]).unwrap();
+    assert_eq!(h.file_digest_algo, Some(8));
+    h.file_digest_algo = None;
+    assert!(rpm::file_digests(&h)
+        .values()
+        .all(|d| d.starts_with("md5:")));
+}

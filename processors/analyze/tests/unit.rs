@@ -19,6 +19,7 @@ fn e(path: &str, kind: EntryKind, link: Option<&str>) -> FileEntry {
         link: link.map(str::to_string),
         sha256: None,
         md5: None,
+        sha1: None,
     }
 }
 fn f(path: &str) -> FileEntry {

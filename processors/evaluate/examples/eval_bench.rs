@@ -299,6 +299,7 @@ fn main() {
             link: None,
             sha256: None,
             md5: None,
+            sha1: None,
         })
         .collect();
     files.sort_by(|a, b| a.path.cmp(&b.path));

@@ -652,8 +652,10 @@ fn vigil_normalize(p: &str) -> String {
 
 pub(crate) fn packages_verify(ctx: &TriggerContext<'_>, params: &Params) -> Vec<TriggerMatch> {
     // `missing`: a file the package database lists is not in the image. `changed`: its
-    // md5 differs from the database's (dpkg `md5sums`); needs file hashing
-    // (`[extract] hash_files`), without which nothing is reported as changed.
+    // digest differs from the database's, compared in the algorithm the database
+    // recorded (`md5:` dpkg `md5sums` and older rpm headers, `sha256:` rpm FILEDIGESTS,
+    // `sha1:` apk `Z:Q1…`); needs file hashing (`[extract] hash_files`), without which
+    // nothing is reported as changed. A digest of an algorithm not computed is skipped.
     if ctx.analysis.files.is_empty() {
         return Vec::new();
     }
@@ -698,11 +700,20 @@ pub(crate) fn packages_verify(ctx: &TriggerContext<'_>, params: &Params) -> Vec<
             }
             let found = get(path).or_else(|| get(&resolve_parents(&get, path)));
             if let Some(f) = found {
-                let recorded = p.file_digests.get(path.as_str());
-                let changed = match (recorded, &f.md5) {
-                    (Some(r), Some(actual)) => r.strip_prefix("md5:") != Some(actual.as_str()),
-                    _ => false,
-                };
+                let changed = p
+                    .file_digests
+                    .get(path.as_str())
+                    .and_then(|r| r.split_once(':'))
+                    .and_then(|(algo, want)| {
+                        let actual = match algo {
+                            "md5" => f.md5.as_deref(),
+                            "sha1" => f.sha1.as_deref(),
+                            "sha256" => f.sha256.as_deref(),
+                            _ => None,
+                        }?;
+                        Some(!want.eq_ignore_ascii_case(actual))
+                    })
+                    .unwrap_or(false);
                 if want_changed && changed {
                     out.push(TriggerMatch::msg(format!(
                         "VERIFY check against package db for package '{}' failed on entry '{path}' with status: 'changed'",

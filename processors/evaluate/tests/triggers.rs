@@ -738,6 +738,209 @@ fn packages_verify_changed() {
     .is_empty());
 }
 
+/// An analysis of one real layer (a tar of `files`, indexed with `hash_files` as
+/// `[extract] hash_files = true` does), for package databases the testbed has none of.
+fn analysis_of_layer(files: &[(&str, &[u8])]) -> Analysis {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, data) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o755);
+        h.set_entry_type(tar::EntryType::Regular);
+        b.append_data(&mut h, path, *data).unwrap();
+    }
+    let tar = b.into_inner().unwrap();
+    let digest = "sha256:00000000000000000000000000000000000000000000000000000000000000aa";
+    let limits = vigil_extract::ExtractLimits {
+        hash_files: true,
+        ..Default::default()
+    };
+    let idx = vigil_extract::index_layer(&tar[..], digest, &limits).unwrap();
+    let desc = ImageDescriptor {
+        image: ImageRef {
+            source_kind: SourceKind::Registry,
+            name: "127.0.0.1:5000/verify".into(),
+            tag: Some("latest".into()),
+            digest: "sha256:00000000000000000000000000000000000000000000000000000000000000bb"
+                .into(),
+            index_digest: None,
+            config_digest: "sha256:cc".into(),
+            platform: "linux/amd64".into(),
+        },
+        config: ImageConfig::default(),
+        layers: vec![LayerRef {
+            digest: digest.into(),
+            diff_id: None,
+            media_type: "application/vnd.oci.image.layer.v1.tar".into(),
+            size: tar.len() as u64,
+            compression: Compression::None,
+        }],
+    };
+    let a = vigil_analyze::analyze(&desc, &[idx]);
+    assert!(!a.files.is_empty(), "analysis holds the file list");
+    a
+}
+
+/// The analysis with one file's content replaced (what extract would then record).
+fn with_changed_file(a: &Analysis, path: &str) -> Analysis {
+    use sha1::Digest as _;
+    let mut a = a.clone();
+    let e = a.files.iter_mut().find(|f| f.path == path).unwrap();
+    let data = b"tampered\n";
+    e.sha256 = Some(hex(&sha2::Sha256::digest(data)));
+    e.sha1 = Some(hex(&sha1::Sha1::digest(data)));
+    e.md5 = Some("0".repeat(32));
+    a
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[test]
+fn packages_verify_changed_apk_sha1() {
+    use base64::Engine as _;
+    use sha1::Digest as _;
+    let busybox: &[u8] = b"\x7fELF pretend busybox\n";
+    let conf: &[u8] = b"# securetty\nconsole\n";
+    let q1 = |d: &[u8]| {
+        format!(
+            "Q1{}",
+            base64::engine::general_purpose::STANDARD.encode(sha1::Sha1::digest(d))
+        )
+    };
+    // An apk database as apk writes it: `Z:` (Q1 + base64 sha1) after each `R:` line.
+    let db = format!(
+        "C:Q1hdUpqRv5mYgJEqW52UmVsvmeedU=\nP:busybox\nV:1.36.1-r15\nA:x86_64\nL:GPL-2.0-only\no:busybox\n\
+         F:bin\nR:busybox\na:0:0:755\nZ:{}\nF:etc\nR:securetty\nZ:{}\n\n",
+        q1(busybox),
+        q1(conf)
+    );
+    let a = analysis_of_layer(&[
+        ("etc/os-release", b"ID=alpine\nVERSION_ID=3.19.1\n"),
+        ("lib/apk/db/installed", db.as_bytes()),
+        ("bin/busybox", busybox),
+        ("etc/securetty", conf),
+    ]);
+    let bb = a.packages.iter().find(|p| p.name == "busybox").unwrap();
+    assert_eq!(
+        bb.file_digests.get("/bin/busybox").map(String::as_str),
+        Some(format!("sha1:{}", hex(&sha1::Sha1::digest(busybox))).as_str()),
+        "{:?}",
+        bb.file_digests
+    );
+    assert_eq!(bb.file_digests.len(), 2);
+    let f = a.files.iter().find(|f| f.path == "/bin/busybox").unwrap();
+    assert_eq!(
+        f.sha1,
+        Some(hex(&sha1::Sha1::digest(busybox))),
+        "extract hashed sha1"
+    );
+    let changed = [("check", "changed")];
+    // Untouched: the recorded sha1s match.
+    let f = fire_on(&a, "packages", "verify", &changed);
+    assert!(f.is_empty(), "{:?}", messages(&f));
+    // One file changed: exactly that one fires.
+    let f = fire_on(
+        &with_changed_file(&a, "/etc/securetty"),
+        "packages",
+        "verify",
+        &changed,
+    );
+    assert_eq!(messages(&f), ["VERIFY check against package db for package 'busybox' failed on entry '/etc/securetty' with status: 'changed'"]);
+}
+
+#[test]
+fn packages_verify_changed_rpm_sha256_and_md5() {
+    use sha1::Digest as _;
+    use vigil_analyze::rpm::{header, ndb};
+    let tool: &[u8] = b"#!/bin/sh\necho tool\n";
+    let conf: &[u8] = b"setting = 1\n";
+    let old: &[u8] = b"legacy binary\n";
+    let sha256 = hex(&sha2::Sha256::digest(tool));
+    let sha256_conf = hex(&sha2::Sha256::digest(conf));
+    // rpm ≥ 4.6: FILEDIGESTALGO 8 (sha256); the directory has an empty digest.
+    let modern = header::build(
+        &[
+            (header::tag::NAME, &["tool"]),
+            (header::tag::VERSION, &["1.0"]),
+            (header::tag::RELEASE, &["1.el9"]),
+            (header::tag::ARCH, &["x86_64"]),
+            (header::tag::BASENAMES, &["tool", "tool", "tool.conf"]),
+            (
+                header::tag::DIRNAMES,
+                &["/usr/bin/", "/usr/share/", "/etc/"],
+            ),
+            (header::tag::FILEDIGESTS, &[&sha256, "", &sha256_conf]),
+        ],
+        &[
+            (header::tag::DIRINDEXES, &[0, 1, 2]),
+            (header::tag::FILEDIGESTALGO, &[8]),
+        ],
+    );
+    // An old header without FILEDIGESTALGO: md5.
+    let md5 = hex(&md5::Md5::digest(old));
+    let legacy = header::build(
+        &[
+            (header::tag::NAME, &["legacy"]),
+            (header::tag::VERSION, &["0.9"]),
+            (header::tag::RELEASE, &["1.el7"]),
+            (header::tag::BASENAMES, &["legacy"]),
+            (header::tag::DIRNAMES, &["/usr/bin/"]),
+            (header::tag::FILEDIGESTS, &[&md5]),
+        ],
+        &[(header::tag::DIRINDEXES, &[0])],
+    );
+    let db = ndb::build(&[modern, legacy]);
+    let a = analysis_of_layer(&[
+        ("etc/os-release", b"ID=\"rhel\"\nVERSION_ID=\"9.4\"\n"),
+        ("usr/lib/sysimage/rpm/Packages.db", &db),
+        ("usr/bin/tool", tool),
+        ("etc/tool.conf", conf),
+        ("usr/bin/legacy", old),
+    ]);
+    let t = a.packages.iter().find(|p| p.name == "tool").unwrap();
+    assert_eq!(
+        t.file_digests
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect::<Vec<_>>(),
+        [
+            ("/etc/tool.conf", format!("sha256:{sha256_conf}").as_str()),
+            ("/usr/bin/tool", format!("sha256:{sha256}").as_str()),
+        ],
+        "the directory's empty digest is skipped"
+    );
+    let l = a.packages.iter().find(|p| p.name == "legacy").unwrap();
+    assert_eq!(
+        l.file_digests.get("/usr/bin/legacy"),
+        Some(&format!("md5:{md5}"))
+    );
+    let changed = [("check", "changed")];
+    let f = fire_on(&a, "packages", "verify", &changed);
+    assert!(f.is_empty(), "untouched files match: {:?}", messages(&f));
+    let f = fire_on(
+        &with_changed_file(&a, "/usr/bin/tool"),
+        "packages",
+        "verify",
+        &changed,
+    );
+    assert_eq!(messages(&f), ["VERIFY check against package db for package 'tool' failed on entry '/usr/bin/tool' with status: 'changed'"]);
+    let f = fire_on(
+        &with_changed_file(&a, "/usr/bin/legacy"),
+        "packages",
+        "verify",
+        &changed,
+    );
+    assert_eq!(messages(&f), ["VERIFY check against package db for package 'legacy' failed on entry '/usr/bin/legacy' with status: 'changed'"]);
+    // Without hashing (no digests recorded by extract), nothing is reported as changed.
+    let mut unhashed = with_changed_file(&a, "/usr/bin/tool");
+    for f in &mut unhashed.files {
+        (f.sha256, f.sha1, f.md5) = (None, None, None);
+    }
+    assert!(fire_on(&unhashed, "packages", "verify", &changed).is_empty());
+}
+
 #[test]
 fn packages_blacklist() {
     let bash = common::image(PY)

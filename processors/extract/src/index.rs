@@ -26,8 +26,9 @@ pub struct ExtractLimits {
     pub max_entries: u64,
     /// Most bytes kept of one file analysis needs; longer files are cut and marked.
     pub max_kept_file_bytes: u64,
-    /// Compute the sha256 of every regular file into `FileEntry.sha256` (costs a hash of
-    /// every byte; off by default).
+    /// Compute the sha256, md5 and sha1 of every regular file into `FileEntry.{sha256,
+    /// md5, sha1}` (costs three hashes of every byte; off by default). Package databases'
+    /// file digests are compared with them by the policy's `packages.verify`.
     pub hash_files: bool,
     /// Extra files whose bytes are kept ("retrieved files"), exact paths or globs (`*`
     /// within one segment), on top of what analysis needs.
@@ -60,6 +61,10 @@ pub struct ExtractLimits {
     pub java_max_depth: u32,
     /// Most decompressed bytes read from the entries of one outer Java archive.
     pub java_max_decompressed_bytes: u64,
+    /// Read Python eggs installed as zip files (`*.egg`: `EGG-INFO/PKG-INFO`).
+    pub egg_scan: bool,
+    /// Largest zipped egg read (bytes in the layer); a larger one is a warning.
+    pub egg_max_archive_bytes: u64,
 }
 
 impl Default for ExtractLimits {
@@ -83,6 +88,8 @@ impl Default for ExtractLimits {
             java_max_archive_bytes: 64 << 20,
             java_max_depth: 5,
             java_max_decompressed_bytes: 256 << 20,
+            egg_scan: true,
+            egg_max_archive_bytes: 64 << 20,
         }
     }
 }
@@ -305,6 +312,7 @@ pub fn index_layer(
             link,
             sha256: None,
             md5: None,
+            sha1: None,
         };
         if kind == EntryKind::File {
             scan.file(&mut entry, &mut fe, &mut idx)

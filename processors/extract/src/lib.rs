@@ -6,9 +6,10 @@
 //! * [`index_layer`]: the pure streaming core (sync `Read` in, `LayerIndex` out).
 //! * [`path`]: path normalisation and the declarative keep list ([`path::KEEP_RULES`]).
 //! * [`detect`]: what is found while the layer streams, each a pure function over bytes:
-//!   secrets, Go build info, cargo-auditable data, Java archives (nested), runtime
-//!   binaries; plus optional sha256 of every file and the configurable retrieved files.
-//!   Results land in `LayerIndex.{secrets, packages, kept}` and `FileEntry.sha256`.
+//!   secrets, Go build info, cargo-auditable data, Java archives (nested), zipped
+//!   Python eggs, runtime binaries; plus optional sha256, sha1 and md5 of every file and
+//!   the configurable retrieved files. Results land in `LayerIndex.{secrets, packages,
+//!   kept}` and `FileEntry.{sha256, sha1, md5}`.
 //! * [`ExtractStage`]: the stage: blob cache in, layer index to the store, blob deleted.
 
 pub mod detect;
@@ -29,7 +30,7 @@ pub use index::{detect, index_layer, Detected, ExtractError, ExtractLimits};
 pub use path::{glob_match, normalize, wanted, KEEP_RULES};
 
 /// Version of the index format; an index written by another version is redone.
-pub const EXTRACTOR_VERSION: u32 = 3;
+pub const EXTRACTOR_VERSION: u32 = 4;
 
 impl From<ExtractError> for StageError {
     fn from(e: ExtractError) -> Self {

@@ -820,7 +820,10 @@ fn sha256_on_request_and_retrieved_files() {
         ("opt/app/big.log", &[b'l'; 5000]),
     ];
     let idx = index(&files, &ExtractLimits::default());
-    assert!(idx.entries.iter().all(|e| e.sha256.is_none()));
+    assert!(idx
+        .entries
+        .iter()
+        .all(|e| e.sha256.is_none() && e.md5.is_none() && e.sha1.is_none()));
     assert!(idx.kept.iter().any(|k| k.path == "/etc/passwd"));
     assert!(!idx.kept.iter().any(|k| k.path.starts_with("/opt")));
 
@@ -840,6 +843,15 @@ fn sha256_on_request_and_retrieved_files() {
         assert_eq!(
             e.sha256.as_deref(),
             Some(hex::encode(sha2::Sha256::digest(data)).as_str())
+        );
+        // The digests package databases record: md5 (dpkg, rpm) and sha1 (apk).
+        assert_eq!(
+            e.md5.as_deref(),
+            Some(hex::encode(md5::Md5::digest(data)).as_str())
+        );
+        assert_eq!(
+            e.sha1.as_deref(),
+            Some(hex::encode(sha1::Sha1::digest(data)).as_str())
         );
     }
     let cfg = idx
@@ -907,4 +919,122 @@ fn content_search_reports_path_regex_and_line_separately_from_secrets() {
         ..ExtractLimits::default()
     };
     assert!(index_layer(&tar_of(&files)[..], "sha256:t", &bad).is_err());
+}
+
+// ---------------------------------------------------------------- Python eggs
+
+/// A real egg: `python3 setup.py bdist_egg` (setuptools) of a one-module project.
+fn real_egg() -> (String, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("setup.py"),
+        "from setuptools import setup\n\
+         setup(name='Egg_Demo', version='1.2.3', py_modules=['eggdemo'], license='MIT',\n\
+               author='A Person', description='demo egg')\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("eggdemo.py"), "X = 1\n").unwrap();
+    let out = Command::new("python3")
+        .args(["setup.py", "-q", "bdist_egg"])
+        .current_dir(dir.path())
+        .output()
+        .expect("python3 (with setuptools) is needed to build an egg");
+    assert!(
+        out.status.success(),
+        "bdist_egg: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let egg = std::fs::read_dir(dir.path().join("dist"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "egg"))
+        .expect("bdist_egg wrote an .egg");
+    let name = egg.file_name().unwrap().to_string_lossy().into_owned();
+    (name, std::fs::read(&egg).unwrap())
+}
+
+#[test]
+fn zipped_egg_in_a_layer_is_a_python_package() {
+    let (name, egg) = real_egg();
+    assert!(egg.starts_with(b"PK"), "an egg is a zip file");
+    let path = format!("usr/lib/python3.11/site-packages/{name}");
+    let idx = index(&[(&path, &egg)], &ExtractLimits::default());
+    let eggs: Vec<_> = idx
+        .packages
+        .iter()
+        .filter(|p| p.kind == PackageType::Python)
+        .collect();
+    assert_eq!(eggs.len(), 1, "{:?} {:?}", idx.packages, idx.warnings);
+    let p = eggs[0];
+    assert_eq!(p.name, "Egg-Demo");
+    assert_eq!(p.version, "1.2.3");
+    assert_eq!(p.purl.as_deref(), Some("pkg:pypi/egg-demo@1.2.3"));
+    assert_eq!(p.locations, [format!("/{path}")]);
+    assert_eq!(p.found_by.as_deref(), Some("python-egg"));
+    assert_eq!(p.licenses, ["MIT"]);
+    assert_eq!(
+        p.metadata.get("author").map(String::as_str),
+        Some("A Person")
+    );
+    assert!(idx.warnings.is_empty(), "{:?}", idx.warnings);
+
+    // Turned off, or over the size cap (a warning): no package.
+    let off = ExtractLimits {
+        egg_scan: false,
+        ..Default::default()
+    };
+    assert!(index(&[(&path, &egg)], &off).packages.is_empty());
+    let small = ExtractLimits {
+        egg_max_archive_bytes: egg.len() as u64 - 1,
+        ..Default::default()
+    };
+    let idx = index(&[(&path, &egg)], &small);
+    assert!(idx.packages.is_empty());
+    assert!(
+        idx.warnings
+            .iter()
+            .any(|w| w.contains(&name) && w.contains("egg_max_archive_bytes")),
+        "{:?}",
+        idx.warnings
+    );
+}
+
+#[test]
+fn corrupt_or_bombed_eggs_are_warnings_not_panics() {
+    let (name, egg) = real_egg();
+    let dir = "usr/lib/python3/site-packages";
+    // Cut short (the central directory is gone), garbage, and a PKG-INFO of 64 MiB
+    // (deflates to ~64 KiB) over the decompressed cap; the good egg still counts.
+    let cut = &egg[..egg.len() / 2];
+    let mut bomb_info = b"Metadata-Version: 2.1\nName: bomb\nVersion: 1\n".to_vec();
+    bomb_info.resize(64 << 20, b' ');
+    let bomb = zip_of(&[("EGG-INFO/PKG-INFO", &bomb_info)]);
+    assert!(bomb.len() < 1 << 20);
+    let no_info = zip_of(&[("mod.py", b"X = 1\n")]);
+    let files: Vec<(String, &[u8])> = vec![
+        (format!("{dir}/cut-1.0-py3.11.egg"), cut),
+        (format!("{dir}/junk-1.0-py3.11.egg"), b"not a zip at all"),
+        (format!("{dir}/bomb-1.0-py3.11.egg"), &bomb),
+        (format!("{dir}/noinfo-1.0-py3.11.egg"), &no_info),
+        (format!("{dir}/{name}"), &egg),
+    ];
+    let refs: Vec<(&str, &[u8])> = files.iter().map(|(p, d)| (p.as_str(), *d)).collect();
+    let idx = index(&refs, &ExtractLimits::default());
+    let names: Vec<&str> = idx.packages.iter().map(|p| p.name.as_str()).collect();
+    assert_eq!(names, ["Egg-Demo"], "{:?}", idx.warnings);
+    for (egg, why) in [
+        ("cut-1.0", "not a readable zip"),
+        ("junk-1.0", "not a readable zip"),
+        ("bomb-1.0", "decompressed"),
+        ("noinfo-1.0", "no EGG-INFO/PKG-INFO"),
+    ] {
+        assert!(
+            idx.warnings
+                .iter()
+                .any(|w| w.contains(egg) && w.contains(why)),
+            "{egg}: {:?}",
+            idx.warnings
+        );
+    }
+    assert_eq!(idx.warnings.len(), 4, "{:?}", idx.warnings);
 }

@@ -40,6 +40,9 @@ struct JsonReport<'a> {
 #[derive(Serialize)]
 struct JsonImage<'a> {
     digest: Option<&'a str>,
+    /// The image index this platform's manifest was selected from (`--platform all`
+    /// and multi-platform images).
+    index_digest: Option<&'a str>,
     tag: Option<&'a str>,
     distro: Option<&'a Distro>,
 }
@@ -145,6 +148,10 @@ pub fn render(result: &ScanResult, format: Format) -> anyhow::Result<String> {
                 status: &result.status,
                 image: JsonImage {
                     digest: result.image_digest.as_deref(),
+                    index_digest: rep
+                        .descriptor
+                        .as_ref()
+                        .and_then(|d| d.image.index_digest.as_deref()),
                     tag: result.tag.as_deref(),
                     distro: rep.distro.as_ref(),
                 },

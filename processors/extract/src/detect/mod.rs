@@ -4,13 +4,17 @@
 //! * [`golang`]: Go build info of ELF binaries (modules, replacements, `stdlib`).
 //! * [`rust_audit`]: `cargo-auditable` dependency data of ELF binaries.
 //! * [`java`]: jar/war/ear/jpi/hpi archives, nested at any depth up to a limit.
+//! * [`python_egg`]: Python eggs installed as zip files (`EGG-INFO/PKG-INFO`).
 //! * [`runtime`]: Python, Node.js, Java and BusyBox runtimes by version string.
+//!
+//! With `hash_files`, every regular file's sha256, md5 and sha1 (`FileEntry`).
 //!
 //! [`FileScan`] feeds one tar entry to the detectors that want it, chunk by chunk.
 
 pub mod elf;
 pub mod golang;
 pub mod java;
+pub mod python_egg;
 pub mod runtime;
 pub mod rust_audit;
 pub mod secrets;
@@ -103,6 +107,7 @@ impl FileScan {
         let keep_cap = self.keep_cap(&fe.path);
         let name = fe.path.rsplit('/').next().unwrap_or("");
         let maybe_java = l.java_scan && java::is_archive_name(name);
+        let is_egg = l.egg_scan && python_egg::is_egg_name(name);
         let rt = if l.binary_scan {
             runtime::candidate(&fe.path)
         } else {
@@ -114,6 +119,7 @@ impl FileScan {
             && size <= l.secret_max_file_bytes;
         if keep_cap.is_none()
             && !maybe_java
+            && !is_egg
             && rt.is_none()
             && !maybe_elf
             && !maybe_secret
@@ -150,7 +156,17 @@ impl FileScan {
                 ));
             }
         }
-        let mut hasher = l.hash_files.then(|| (Sha256::new(), md5::Md5::new()));
+        if is_egg {
+            if size <= l.egg_max_archive_bytes {
+                limit = limit.max(size);
+            } else {
+                idx.warnings.push(format!(
+                    "{}: Python egg of {size} bytes is over egg_max_archive_bytes ({}); not read",
+                    fe.path, l.egg_max_archive_bytes
+                ));
+            }
+        }
+        let mut hasher = l.hash_files.then(Hashes::default);
         let mut rt_scan = rt.map(runtime::Scanner::new);
         self.full.clear();
 
@@ -163,9 +179,8 @@ impl FileScan {
                 .take(size - first as u64)
                 .read_to_end(&mut self.full)?;
             for c in self.full.chunks(CHUNK) {
-                if let Some((sha, md)) = hasher.as_mut() {
-                    sha.update(c);
-                    md.update(c);
+                if let Some(h) = hasher.as_mut() {
+                    h.update(c);
                 }
                 if let Some(s) = rt_scan.as_mut() {
                     s.feed(c);
@@ -180,9 +195,8 @@ impl FileScan {
             let mut n = first;
             loop {
                 let c = &self.chunk[..n];
-                if let Some((sha, md)) = hasher.as_mut() {
-                    sha.update(c);
-                    md.update(c);
+                if let Some(h) = hasher.as_mut() {
+                    h.update(c);
                 }
                 if let Some(s) = rt_scan.as_mut() {
                     s.feed(c);
@@ -204,9 +218,8 @@ impl FileScan {
         let l = &self.limits;
         let whole = self.full.len() as u64 == size;
 
-        if let Some((sha, md)) = hasher {
-            fe.sha256 = Some(hex::encode(sha.finalize()));
-            fe.md5 = Some(hex::encode(md.finalize()));
+        if let Some(h) = hasher {
+            h.finish(fe);
         }
         if let Some(cap) = keep_cap {
             let k = (cap as usize).min(self.full.len());
@@ -267,6 +280,11 @@ impl FileScan {
             idx.packages.extend(r.packages);
             idx.warnings.extend(r.warnings);
         }
+        if is_egg && whole && size <= l.egg_max_archive_bytes {
+            let r = python_egg::scan(&self.full, &fe.path);
+            idx.packages.extend(r.packages);
+            idx.warnings.extend(r.warnings);
+        }
         if let Some(p) = rt_scan.and_then(|s| s.finish(&fe.path)) {
             idx.packages.push(p);
         }
@@ -275,6 +293,29 @@ impl FileScan {
             self.full = Vec::new();
         }
         Ok(())
+    }
+}
+
+/// The digests `hash_files` records: sha256, and the md5 and sha1 package databases
+/// record (dpkg `md5sums`, rpm FILEDIGESTS, apk `Z:Q1…`).
+#[derive(Default)]
+struct Hashes {
+    sha256: Sha256,
+    md5: md5::Md5,
+    sha1: sha1::Sha1,
+}
+
+impl Hashes {
+    fn update(&mut self, c: &[u8]) {
+        self.sha256.update(c);
+        self.md5.update(c);
+        self.sha1.update(c);
+    }
+
+    fn finish(self, fe: &mut FileEntry) {
+        fe.sha256 = Some(hex::encode(self.sha256.finalize()));
+        fe.md5 = Some(hex::encode(self.md5.finalize()));
+        fe.sha1 = Some(hex::encode(self.sha1.finalize()));
     }
 }
 
