@@ -114,7 +114,9 @@ pub fn parse_package_lock(path: &str, content: &[u8]) -> Vec<Package> {
 /// Name from a yarn descriptor: `"@scope/name@^1.0.0"`, `name@npm:^1`, `name@patch:…`.
 fn descriptor_name(d: &str) -> Option<&str> {
     let d = d.trim().trim_matches('"');
-    let at = d[1..].find('@')? + 1;
+    // The name's first character may be `@` (a scope), so search after it.
+    let first = d.chars().next()?.len_utf8();
+    let at = d[first..].find('@')? + first;
     Some(&d[..at])
 }
 
@@ -225,6 +227,19 @@ mod tests {
             .collect();
         v.sort();
         v
+    }
+
+    #[test]
+    fn yarn_descriptor_starting_with_a_multibyte_character() {
+        // Found by the npm_lock fuzz target: slicing after the first byte panicked.
+        assert_eq!(descriptor_name("éx@^1"), Some("éx"));
+        assert_eq!(descriptor_name("@s/n@^1"), Some("@s/n"));
+        assert_eq!(descriptor_name(""), None);
+        let lock = "\"left-pad@^1.3.0\":\n  version \"1.3.0\"\n\u{85}\u{85}  res\u{b4}\n";
+        assert_eq!(
+            nv(&parse_yarn_lock("/app/yarn.lock", lock.as_bytes()))[0].0,
+            "left-pad"
+        );
     }
 
     #[test]

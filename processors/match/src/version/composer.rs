@@ -167,12 +167,24 @@ pub fn normalize(v: &str) -> Option<String> {
     Some(s)
 }
 
-/// Compare two Composer versions.
+/// Compare two Composer versions. Each side is normalised on its own (a version
+/// Composer cannot normalise is compared as written), so that the ordering stays
+/// transitive when valid and invalid versions meet: `php_version_compare` is a total
+/// preorder on strings, and mapping each version to one key keeps it one.
+///
+/// PHP keeps some separators in a part (a version's first character, a character after
+/// a digit) and ranks a part starting with `#` as a number equal to every number; a raw
+/// key therefore has every character but ASCII letters and digits turned into `.`.
 pub fn compare(a: &str, b: &str) -> Ordering {
-    match (normalize(a), normalize(b)) {
-        (Some(x), Some(y)) => php_version_compare(&x, &y),
-        _ => php_version_compare(a.trim(), b.trim()),
-    }
+    let key = |v: &str| {
+        normalize(v).unwrap_or_else(|| {
+            v.trim()
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '.' })
+                .collect()
+        })
+    };
+    php_version_compare(&key(a), &key(b))
 }
 
 #[cfg(test)]
@@ -202,5 +214,35 @@ mod tests {
         assert_eq!(php_version_compare("1.0", "1.0.0"), Less);
         assert_eq!(php_version_compare("1.0rc1", "1.0"), Less);
         assert_eq!(php_version_compare("1.0pl1", "1.0"), Greater);
+    }
+
+    #[test]
+    fn transitive_when_valid_and_invalid_versions_meet() {
+        // Found by the version_order fuzz target: "v1" normalises, the middle one does
+        // not, and mixing normalised and raw comparisons broke transitivity.
+        let b = format!("{}1.0.0-patch0", "\u{fffd}".repeat(16));
+        let vs = [
+            "v1",
+            b.as_str(),
+            "1A\u{10}\u{10}\u{10}\u{10}.0.0.V",
+            // A leading `#` ranked as a number equal to every number.
+            "#v\u{8}1.0.011l-qha..0-R19#",
+            "",
+            "1[0",
+            "2",
+            "v1.0-p#tpoRC1",
+            "1.0#p1",
+            "1.\u{fffd}.0.",
+        ];
+        for a in vs {
+            for b in vs {
+                for c in vs {
+                    let (ab, bc, ac) = (compare(a, b), compare(b, c), compare(a, c));
+                    if ab != Greater && bc != Greater {
+                        assert_ne!(ac, Greater, "{a:?} <= {b:?} <= {c:?}");
+                    }
+                }
+            }
+        }
     }
 }

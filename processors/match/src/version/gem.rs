@@ -10,7 +10,7 @@ enum Seg {
     Str(String),
 }
 
-fn valid(v: &str) -> bool {
+pub(crate) fn valid(v: &str) -> bool {
     let mut chars = v.chars();
     chars.next().is_some_and(|c| c.is_ascii_digit())
         && v.chars()

@@ -65,26 +65,27 @@ fn parts(v: &str) -> Vec<Part> {
     out
 }
 
-fn cmp_part(a: Option<&Part>, b: Option<&Part>) -> Ordering {
-    match (a, b) {
-        (Some(Part::Num(x)), Some(Part::Num(y))) => x.cmp(y),
-        (Some(Part::Num(x)), None) => x.cmp(&0),
-        (None, Some(Part::Num(y))) => 0.cmp(y),
-        (Some(Part::Word(x)), Some(Part::Word(y))) => {
-            let (rx, ry) = (qualifier_rank(x), qualifier_rank(y));
-            if rx == -7 && ry == -7 {
-                x.cmp(y)
-            } else {
-                rx.cmp(&ry)
-            }
-        }
-        (Some(Part::Word(x)), None) => qualifier_rank(x).cmp(&0),
-        (None, Some(Part::Word(y))) => 0.cmp(&qualifier_rank(y)),
-        // A number is a later release than a qualifier at the same position.
-        (Some(Part::Num(_)), Some(Part::Word(_))) => Ordering::Greater,
-        (Some(Part::Word(_)), Some(Part::Num(_))) => Ordering::Less,
-        (None, None) => Ordering::Equal,
+/// Where a part (or a missing part) sorts: unknown words (among themselves by text),
+/// then the pre-release qualifiers by rank, then numbers, with a missing part, `0` and
+/// `final`/`ga`/`release` all equal, and the post-release words just after `0`. Every
+/// part maps to one key, so that the ordering is total and transitive on any input
+/// (comparing a missing part once as a number and once as a qualifier was not: the
+/// `version_order` fuzz target found `1.p < 1.0 = 1 < 1.p`).
+fn key(p: Option<&Part>) -> (u8, u128, u8, &str) {
+    match p {
+        None => (2, 0, 0, ""),
+        Some(Part::Num(n)) => (2, *n, 0, ""),
+        Some(Part::Word(w)) => match qualifier_rank(w) {
+            -7 => (0, 0, 0, w.as_str()),
+            0 => (2, 0, 0, ""),
+            1 => (2, 0, 1, ""),
+            r => (1, (r + 7) as u128, 0, ""),
+        },
     }
+}
+
+fn cmp_part(a: Option<&Part>, b: Option<&Part>) -> Ordering {
+    key(a).cmp(&key(b))
 }
 
 /// Compare two versions with the generic rules.
@@ -117,9 +118,40 @@ mod tests {
             ("v1.2.3", "1.2.3", Equal),
             ("2.15.0-rc1", "2.15.0", Less),
             ("1.20.5", "1.21.0-0", Less),
+            ("1.0.post1", "1.0.1", Less),
+            ("1.final", "1.0", Equal),
+            ("1.0-foo", "1.0", Less),
+            ("1.0-foo", "1.0-bar", Greater),
         ] {
             assert_eq!(compare(a, b), want, "{a} vs {b}");
             assert_eq!(compare(b, a), want.reverse(), "{b} vs {a}");
+        }
+    }
+
+    #[test]
+    fn transitive_on_qualifiers_against_missing_parts() {
+        // Found by the version_order fuzz target: `p17` < `0` = `` < `p17` before.
+        let vs = [
+            "v\u{fffd}.P17-x",
+            ".0 ",
+            "",
+            "1",
+            "1.0",
+            "1.p",
+            "1.post",
+            "1.rc",
+            "1.x",
+            "1.final",
+        ];
+        for a in vs {
+            for b in vs {
+                for c in vs {
+                    let (ab, bc, ac) = (compare(a, b), compare(b, c), compare(a, c));
+                    if ab != Greater && bc != Greater {
+                        assert_ne!(ac, Greater, "{a:?} <= {b:?} <= {c:?}");
+                    }
+                }
+            }
         }
     }
 }

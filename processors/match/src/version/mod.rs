@@ -215,6 +215,24 @@ impl Comparator {
         }
     }
 
+    /// Whether `v` is in this ecosystem's own version grammar. The orderings are total
+    /// within their grammar and, for versions outside it, fall back to the generic
+    /// ordering (itself total); a comparison between a version inside and one outside
+    /// uses the generic ordering for that pair, so transitivity holds within each of the
+    /// two sets, not across them (npm, Cargo/Hex/Pub, NuGet, RubyGems). The other
+    /// comparators are total on every string and answer `true`.
+    pub fn in_grammar(&self, v: &str) -> bool {
+        match self {
+            Comparator::Npm => semver::npm_parse(v).is_some(),
+            Comparator::Cargo | Comparator::Hex | Comparator::Pub => {
+                semver::cargo_parse(v).is_some()
+            }
+            Comparator::NuGet => nuget::parse(v).is_some(),
+            Comparator::RubyGems => gem::valid(v.trim()),
+            _ => true,
+        }
+    }
+
     /// Whether `version` satisfies a native range expression of this ecosystem
     /// (npm ranges, Cargo requirements). `None` when the ecosystem has no range syntax
     /// here or either side does not parse.

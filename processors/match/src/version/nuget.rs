@@ -4,7 +4,7 @@
 
 use std::cmp::Ordering;
 
-struct NuGet<'a> {
+pub(crate) struct NuGet<'a> {
     nums: Vec<&'a str>,
     labels: Vec<&'a str>,
 }
@@ -13,7 +13,7 @@ fn digits(s: &str) -> bool {
     !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
 }
 
-fn parse(v: &str) -> Option<NuGet<'_>> {
+pub(crate) fn parse(v: &str) -> Option<NuGet<'_>> {
     let v = v.trim();
     let v = v.strip_prefix(['v', 'V']).unwrap_or(v);
     let v = v.split_once('+').map_or(v, |(x, _)| x);
