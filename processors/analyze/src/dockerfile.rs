@@ -49,9 +49,17 @@ pub fn history_line(created_by: &str) -> String {
         let mut it = rest.splitn(2, ' ');
         if let (Some(n), Some(after)) = (it.next(), it.next()) {
             if let Ok(n) = n.parse::<usize>() {
+                // Skip the N arguments; an N larger than what follows ends at the text's
+                // end rather than counting on (`|4000000000 …` from a hostile config).
                 let mut a = after;
                 for _ in 0..n {
-                    a = a.split_once(' ').map(|x| x.1).unwrap_or("");
+                    match a.split_once(' ') {
+                        Some((_, rest)) => a = rest,
+                        None => {
+                            a = "";
+                            break;
+                        }
+                    }
                 }
                 s = a;
             }
@@ -146,6 +154,17 @@ pub fn actual(text: &str) -> Dockerfile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn build_arg_count_larger_than_the_line_ends_quickly() {
+        // Found by the dockerfile fuzz target: the count was looped over in full (with
+        // usize::MAX, a test that never ends).
+        assert_eq!(
+            history_line(&format!("|{} A=1 /bin/sh -c make", usize::MAX)),
+            "RUN "
+        );
+        assert_eq!(history_line("|1 A=1 /bin/sh -c make"), "RUN make");
+    }
 
     #[test]
     fn history_forms() {

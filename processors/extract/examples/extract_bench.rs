@@ -2,7 +2,7 @@
 //!
 //! `cargo run --release -p vigil-extract --example extract_bench [-- ROUNDS [plain|hash|secrets|binaries]]`
 //!
-//! `plain` turns the stream-time detectors (secrets, binaries, Java archives) off;
+//! `VIGIL_BENCH_LAYER=PATH` picks another blob. `plain` turns the stream-time detectors (secrets, binaries, Java archives) off;
 //! `hash` also computes every file's sha256; `secrets` and `binaries` run only those.
 
 use std::path::PathBuf;
@@ -55,6 +55,12 @@ fn main() {
                 }
             }
         }
+    }
+    // `VIGIL_BENCH_LAYER=PATH` measures that blob instead (e.g. python-app's top layer).
+    if let Some(p) = std::env::var_os("VIGIL_BENCH_LAYER").map(PathBuf::from) {
+        let size = std::fs::metadata(&p).expect("VIGIL_BENCH_LAYER").len();
+        let name = p.file_name().unwrap_or_default().to_string_lossy();
+        best = Some((size, format!("sha256:{name}"), p));
     }
     let (size, digest, path) = best.expect("no testbed layer found");
     println!(

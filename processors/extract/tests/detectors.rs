@@ -75,6 +75,33 @@ fn secrets_report_rule_and_line_never_the_text() {
 }
 
 #[test]
+fn literal_prefilter_never_changes_an_answer() {
+    // The scanner runs only the rules whose necessary literals occur in a text; the same
+    // rules without that prefilter must give the same hits on every kind of text: hits
+    // of each rule, near misses, overlapping literals, a case-folded Kelvin sign (which
+    // `(?i)k` matches), and text with none of the literals.
+    let fast = secrets::SecretScanner::default_rules();
+    let plain = secrets::SecretScanner::default_rules().without_prefilter();
+    let long = "Zq8Xv2Lr0aB1cD2eF3gH4iJ5kL6mN7oP8qR9sT0uV";
+    let texts = [
+        format!("aws_access_key_id = AKIAQ2W3E4R5T6Y7U8I9\nSECRET_KEY = '{long}'\n"),
+        format!("client_secret: {long}\nauthtoken={long}\napi-key = ABCDEFGHIJKLMNOPQRSTUVWX12\n"),
+        format!("private_\u{212A}ey = \"{long}\"\n"),
+        format!("access_secretkey: {long}\n"),
+        "-----BEGIN ENCRYPTED PRIVATE KEY-----\n\"auth\": \"x\"\n".to_string(),
+        "def get(self, key):\n    return self.tokens[key]  # secret sauce\n".to_string(),
+        "nothing to see here\n".repeat(100),
+    ];
+    for t in &texts {
+        assert_eq!(fast.scan(t.as_bytes()), plain.scan(t.as_bytes()), "{t:?}");
+    }
+    // And the texts with secrets do have hits (the comparison is not between empties).
+    assert!(!fast.scan(texts[0].as_bytes()).is_empty());
+    assert!(!fast.scan(texts[2].as_bytes()).is_empty());
+    assert!(!fast.scan(texts[3].as_bytes()).is_empty());
+}
+
+#[test]
 fn secrets_skip_binaries_and_files_over_the_cap_and_rules_are_configurable() {
     let key = format!("AKIA{}", "Q2W3E4R5T6Y7U8I9");
     let mut binary = vec![0u8; 16];

@@ -14,6 +14,7 @@
 pub mod elf;
 pub mod golang;
 pub mod java;
+pub mod literals;
 pub mod python_egg;
 pub mod runtime;
 pub mod rust_audit;

@@ -8,6 +8,9 @@
 //! match is reported by line), plus `AWS_ACCESS_KEY` for a bare key id, `GITHUB_TOKEN` and
 //! `GENERIC_TOKEN`. Several rules may share a name: a hit is reported once per
 //! (rule name, line); a `GENERIC*` rule only reports lines no other rule reported.
+//!
+//! Each rule's necessary literals ([`super::literals`]) go into one Aho-Corasick
+//! automaton; a text runs only the rules whose literals occur in it.
 
 use regex::bytes::{Regex, RegexSet};
 use serde::{Deserialize, Serialize};
@@ -96,10 +99,105 @@ pub struct SecretScanner {
     set: RegexSet,
     rules: Vec<(String, Regex)>,
     allow: Vec<Regex>,
+    prefilter: Option<Prefilter>,
+}
+
+/// The rules' necessary literals ([`super::literals`]) in one Aho-Corasick automaton
+/// (ASCII case-insensitive): a text runs only the rules one of whose literals occurs in
+/// it, and the rules without a known literal.
+#[derive(Debug, Clone)]
+struct Prefilter {
+    ac: aho_corasick::AhoCorasick,
+    /// Automaton pattern → rule index (`usize::MAX`: every rule).
+    rule_of: Vec<usize>,
+    /// Automaton pattern → the other patterns that are its prefixes (they occur
+    /// wherever it does, at the same position, where a leftmost search reports only it).
+    prefixes: Vec<Vec<usize>>,
+    /// Rules without a necessary literal: always run.
+    always: Vec<usize>,
+}
+
+impl Prefilter {
+    fn new(rules: &[SecretRule]) -> Option<Prefilter> {
+        let (mut patterns, mut rule_of, mut always) = (Vec::new(), Vec::new(), Vec::new());
+        for (i, r) in rules.iter().enumerate() {
+            match super::literals::necessary(&r.regex) {
+                Some(lits) => {
+                    for l in lits {
+                        patterns.push(l);
+                        rule_of.push(i);
+                    }
+                }
+                None => always.push(i),
+            }
+        }
+        if patterns.is_empty() {
+            return None;
+        }
+        // A character that case-folds to an ASCII letter makes every rule a candidate.
+        for ch in super::literals::FOLDS_TO_ASCII {
+            patterns.push(ch.to_string().into_bytes());
+            rule_of.push(usize::MAX);
+        }
+        let ac = aho_corasick::AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+            .build(&patterns)
+            .ok()?;
+        let prefixes = patterns
+            .iter()
+            .map(|p| {
+                (0..patterns.len())
+                    .filter(|&q| patterns[q].len() < p.len() && p.starts_with(&patterns[q]))
+                    .collect()
+            })
+            .collect();
+        Some(Prefilter {
+            ac,
+            rule_of,
+            prefixes,
+            always,
+        })
+    }
+
+    /// The rules worth running on `text`, by index.
+    fn candidates(&self, text: &[u8], n_rules: usize) -> Vec<bool> {
+        let mut want = vec![false; n_rules];
+        let mut left = n_rules;
+        for &i in &self.always {
+            if !want[i] {
+                want[i] = true;
+                left -= 1;
+            }
+        }
+        // Every start position's longest match, searching again from the position after
+        // each match's start: a pattern inside another is found at its own start, and
+        // a pattern that is a prefix of the one reported is counted through `prefixes`.
+        let mut at = 0;
+        while left > 0 && at < text.len() {
+            let Some(m) = self.ac.find(aho_corasick::Input::new(text).range(at..)) else {
+                break;
+            };
+            let p = m.pattern().as_usize();
+            for &q in std::iter::once(&p).chain(&self.prefixes[p]) {
+                let i = self.rule_of[q];
+                if i == usize::MAX {
+                    return vec![true; n_rules];
+                }
+                if !want[i] {
+                    want[i] = true;
+                    left -= 1;
+                }
+            }
+            at = m.start() + 1;
+        }
+        want
+    }
 }
 
 impl SecretScanner {
     pub fn new(rules: &[SecretRule], allow: &[String]) -> Result<Self, RuleError> {
+        let rules_in = rules;
         let err = |name: &str, e: regex::Error| RuleError {
             name: name.to_string(),
             message: e.to_string(),
@@ -126,7 +224,20 @@ impl SecretScanner {
             .iter()
             .map(|a| Regex::new(a).map_err(|e| err(&format!("allow {a}"), e)))
             .collect::<Result<Vec<_>, RuleError>>()?;
-        Ok(SecretScanner { set, rules, allow })
+        let prefilter = Prefilter::new(rules_in);
+        Ok(SecretScanner {
+            set,
+            rules,
+            allow,
+            prefilter,
+        })
+    }
+
+    /// The same rules without the literal prefilter: every text goes through the regex
+    /// set (for checking that the prefilter never changes an answer).
+    pub fn without_prefilter(mut self) -> Self {
+        self.prefilter = None;
+        self
     }
 
     /// The defaults.
@@ -136,12 +247,18 @@ impl SecretScanner {
 
     /// Every (rule name, 1-based line) with a match in `text`, in line order, each once.
     pub fn scan(&self, text: &[u8]) -> Vec<(String, u64)> {
-        let hit = self.set.matches(text);
-        if !hit.matched_any() {
-            return Vec::new();
-        }
+        let hits: Vec<usize> = match &self.prefilter {
+            // Only the rules whose literals occur; each regex finds its own matches.
+            Some(p) => p
+                .candidates(text, self.rules.len())
+                .iter()
+                .enumerate()
+                .filter_map(|(i, w)| w.then_some(i))
+                .collect(),
+            None => self.set.matches(text).iter().collect(),
+        };
         let mut out: Vec<(String, u64)> = Vec::new();
-        for i in hit.iter() {
+        for i in hits {
             let (name, re) = &self.rules[i];
             // Lines counted incrementally: matches come in increasing order.
             let (mut line, mut pos) = (1u64, 0usize);
