@@ -2,7 +2,9 @@
 //! this machine — rpm (`rpm.labelCompare` from Debian's python3-rpm), PEP 440 (Python
 //! `packaging`), npm (the `semver` npm package under node) and Maven (`ComparableVersion`
 //! from Debian's maven-artifact jar), RubyGems (`Gem::Version` under Debian's ruby) and
-//! Go modules (`golang.org/x/mod/semver` from Debian's golang-golang-x-mod-dev).
+//! Go modules (`golang.org/x/mod/semver` from Debian's golang-golang-x-mod-dev),
+//! Composer (`Composer\Semver` from Debian's php-composer-semver under php-cli) and Hex
+//! (Elixir's `Version.compare` from Debian's elixir).
 //! Each batches all pairs into one process.
 //! A missing reference fails the test unless `VIGIL_SKIP_DIFFERENTIAL=1`.
 
@@ -12,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{check, pairs, reference_absent, run_batch, sign, Rng};
-use vigil_match::version::{gem, golang, maven, pep440, rpm, semver};
+use vigil_match::version::{composer, gem, golang, maven, pep440, rpm, semver};
 
 const N: usize = 5000;
 
@@ -709,4 +711,117 @@ func main() {
     let got = run_batch(&mut Command::new(&bin), &input);
     let want: Vec<_> = got.iter().map(|s| sign(s)).collect();
     check("go", &ps, &want, golang::compare);
+}
+
+// ---------------------------------------------------------------- Composer
+
+fn composer_version(r: &mut Rng) -> String {
+    let parts = 1 + r.below(4);
+    let mut s = (0..parts).map(|_| r.num(12)).collect::<Vec<_>>().join(".");
+    if r.chance(40) {
+        s.push_str(r.pick(&["-", "", ".", "_"]));
+        s.push_str(r.pick(&[
+            "alpha", "a", "beta", "b", "RC", "rc", "p", "pl", "patch", "stable", "dev",
+        ]));
+        if r.chance(60) {
+            s.push_str(&r.num(5));
+        }
+    }
+    if r.chance(10) {
+        s.insert(0, 'v');
+    }
+    s
+}
+
+fn composer_mutate(r: &mut Rng, a: &str) -> String {
+    match r.below(6) {
+        0 => a.to_string(),
+        1 => format!("{a}{}", r.pick(&[".0", "-dev", "-p1", "-RC2", ".1"])),
+        2 => a.replacen(|c: char| c.is_ascii_digit(), &r.num(10), 1),
+        3 => a.split(['-', '_']).next().unwrap().to_string(),
+        4 => a.replace("beta", "b").replace("alpha", "a"),
+        _ => composer_version(r),
+    }
+}
+
+#[test]
+fn composer_ordering_matches_composer_semver() {
+    const AUTOLOAD: &str = "/usr/share/php/Composer/Semver/autoload.php";
+    let ok = std::path::Path::new(AUTOLOAD).exists()
+        && Command::new("php")
+            .args(["-r", "echo 1;"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+    if !ok
+        && reference_absent(
+            "php with Composer\\Semver",
+            "apt-get install -y php-cli php-composer-semver",
+        )
+    {
+        return;
+    }
+    let ps = pairs(0x0C0A_9053_0001, N, composer_version, composer_mutate);
+    // Installed versions are normalised by Composer's VersionParser before they are
+    // compared; the reference does the same.
+    let script = format!(
+        r#"require '{AUTOLOAD}';
+$p = new Composer\Semver\VersionParser();
+while (($l = fgets(STDIN)) !== false) {{
+  [$a, $b] = explode("\t", rtrim($l, "\n"));
+  try {{ $x = $p->normalize($a); $y = $p->normalize($b); }}
+  catch (Exception $e) {{ echo "invalid\n"; continue; }}
+  echo Composer\Semver\Comparator::lessThan($x, $y) ? "-1"
+     : (Composer\Semver\Comparator::greaterThan($x, $y) ? "1" : "0"), "\n";
+}}"#
+    );
+    let input: String = ps.iter().map(|(a, b)| format!("{a}\t{b}\n")).collect();
+    let got = run_batch(Command::new("php").args(["-r", &script]), &input);
+    let mut kept = Vec::new();
+    let mut want = Vec::new();
+    for (p, g) in ps.iter().zip(&got) {
+        if g != "invalid" {
+            kept.push(p.clone());
+            want.push(sign(g));
+        }
+    }
+    assert!(kept.len() > N * 6 / 10, "only {} valid pairs", kept.len());
+    check("composer", &kept, &want, composer::compare);
+}
+
+// ---------------------------------------------------------------- Hex
+
+#[test]
+fn hex_ordering_matches_elixir_version() {
+    let ok = Command::new("elixir")
+        .args(["-e", "Version.parse!(\"1.0.0\")"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok && reference_absent("elixir (Version)", "apt-get install -y elixir") {
+        return;
+    }
+    let ps = pairs(0x0E71_0001, N, npm_version, npm_mutate);
+    let script = r#"
+IO.stream(:stdio, :line)
+|> Enum.each(fn l ->
+  [a, b] = l |> String.trim_trailing("\n") |> String.split("\t")
+  case {Version.parse(a), Version.parse(b)} do
+    {{:ok, x}, {:ok, y}} ->
+      IO.puts(case Version.compare(x, y) do :lt -> "-1"; :eq -> "0"; :gt -> "1" end)
+    _ -> IO.puts("invalid")
+  end
+end)
+"#;
+    let input: String = ps.iter().map(|(a, b)| format!("{a}\t{b}\n")).collect();
+    let got = run_batch(Command::new("elixir").args(["-e", script]), &input);
+    let mut kept = Vec::new();
+    let mut want = Vec::new();
+    for (p, g) in ps.iter().zip(&got) {
+        if g != "invalid" {
+            kept.push(p.clone());
+            want.push(sign(g));
+        }
+    }
+    assert!(kept.len() > N / 2, "only {} valid pairs", kept.len());
+    let hex = vigil_match::Comparator::Hex;
+    check("hex", &kept, &want, |a, b| hex.compare(a, b));
 }

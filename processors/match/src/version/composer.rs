@@ -138,6 +138,9 @@ pub fn normalize(v: &str) -> Option<String> {
         dev = true;
         rest = r.trim_end_matches(['.', '-', '_']).to_string();
     }
+    // A `stable` modifier ends the version: Composer drops a `-dev` after it
+    // (`2-stable-dev` normalises to `2.0.0.0`, checked against Composer\Semver).
+    let mut stable = false;
     if !rest.is_empty() {
         let word_end = rest
             .find(|c: char| !c.is_ascii_alphabetic())
@@ -155,13 +158,14 @@ pub fn normalize(v: &str) -> Option<String> {
             .chars()
             .filter(|c| c.is_ascii_digit() || *c == '.')
             .collect();
-        if !word.is_empty() {
+        stable = word.is_empty();
+        if !stable {
             s.push('-');
             s.push_str(word);
             s.push_str(num.trim_start_matches('.'));
         }
     }
-    if dev {
+    if dev && !stable {
         s.push_str("-dev");
     }
     Some(s)
@@ -197,6 +201,8 @@ mod tests {
         assert_eq!(normalize("v1.2").as_deref(), Some("1.2.0.0"));
         assert_eq!(normalize("1.0-b2").as_deref(), Some("1.0.0.0-beta2"));
         assert_eq!(normalize("2.0.0-RC1").as_deref(), Some("2.0.0.0-RC1"));
+        assert_eq!(normalize("2-stable-dev").as_deref(), Some("2.0.0.0"));
+        assert_eq!(normalize("2-dev").as_deref(), Some("2.0.0.0-dev"));
         for (a, b, want) in [
             ("1.0", "1.0.0", Equal),
             ("v1.0.0", "1.0.0", Equal),
