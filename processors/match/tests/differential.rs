@@ -13,7 +13,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{check, pairs, reference_absent, run_batch, sign, Rng};
+use common::{check, pairs, reference_absent, run_batch, sign, valid_only, Rng};
 use vigil_match::version::{composer, gem, golang, maven, pep440, rpm, semver};
 
 const N: usize = 5000;
@@ -580,14 +580,7 @@ puts out
 "#;
     let input: String = ps.iter().map(|(a, b)| format!("{a}\t{b}\n")).collect();
     let got = run_batch(Command::new("ruby").args(["-e", script]), &input);
-    let mut kept = Vec::new();
-    let mut want = Vec::new();
-    for (p, g) in ps.iter().zip(&got) {
-        if g != "invalid" {
-            kept.push(p.clone());
-            want.push(sign(g));
-        }
-    }
+    let (kept, want) = valid_only(&ps, &got);
     assert!(kept.len() > N * 8 / 10, "only {} valid pairs", kept.len());
     check("rubygems", &kept, &want, gem::compare);
 }
@@ -776,14 +769,7 @@ while (($l = fgets(STDIN)) !== false) {{
     );
     let input: String = ps.iter().map(|(a, b)| format!("{a}\t{b}\n")).collect();
     let got = run_batch(Command::new("php").args(["-r", &script]), &input);
-    let mut kept = Vec::new();
-    let mut want = Vec::new();
-    for (p, g) in ps.iter().zip(&got) {
-        if g != "invalid" {
-            kept.push(p.clone());
-            want.push(sign(g));
-        }
-    }
+    let (kept, want) = valid_only(&ps, &got);
     assert!(kept.len() > N * 6 / 10, "only {} valid pairs", kept.len());
     check("composer", &kept, &want, composer::compare);
 }
@@ -813,14 +799,7 @@ end)
 "#;
     let input: String = ps.iter().map(|(a, b)| format!("{a}\t{b}\n")).collect();
     let got = run_batch(Command::new("elixir").args(["-e", script]), &input);
-    let mut kept = Vec::new();
-    let mut want = Vec::new();
-    for (p, g) in ps.iter().zip(&got) {
-        if g != "invalid" {
-            kept.push(p.clone());
-            want.push(sign(g));
-        }
-    }
+    let (kept, want) = valid_only(&ps, &got);
     assert!(kept.len() > N / 2, "only {} valid pairs", kept.len());
     let hex = vigil_match::Comparator::Hex;
     check("hex", &kept, &want, |a, b| hex.compare(a, b));

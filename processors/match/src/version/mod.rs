@@ -245,6 +245,21 @@ impl Comparator {
     }
 }
 
+/// Test helper: `cmp` is transitive on every triple of `vs`.
+#[cfg(test)]
+pub(crate) fn assert_transitive(vs: &[&str], cmp: impl Fn(&str, &str) -> Ordering) {
+    for a in vs {
+        for b in vs {
+            for c in vs {
+                let (ab, bc, ac) = (cmp(a, b), cmp(b, c), cmp(a, c));
+                if ab != Ordering::Greater && bc != Ordering::Greater {
+                    assert_ne!(ac, Ordering::Greater, "{a:?} <= {b:?} <= {c:?}");
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -79,6 +79,19 @@ pub fn sign(s: &str) -> Ordering {
 }
 
 /// Compare ours against the reference's answers; fail listing the first mismatches.
+/// The pairs the reference answered for (not `invalid`) and its answers.
+pub fn valid_only(
+    pairs: &[(String, String)],
+    got: &[String],
+) -> (Vec<(String, String)>, Vec<Ordering>) {
+    pairs
+        .iter()
+        .zip(got)
+        .filter(|(_, g)| *g != "invalid")
+        .map(|(p, g)| (p.clone(), sign(g)))
+        .unzip()
+}
+
 pub fn check(
     what: &str,
     pairs: &[(String, String)],
