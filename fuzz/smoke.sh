@@ -4,6 +4,8 @@
 # the input that did it is left in fuzz/artifacts/<target>/.
 #
 # usage: fuzz/smoke.sh [SECONDS_PER_TARGET] [TARGET...]      (default 10 s, every target)
+# FUZZ_SEED (default 1) fixes libFuzzer's random seed, so that a CI run repeats what the
+# last one did; FUZZ_SEED=0 lets libFuzzer choose (a new path each run).
 # Needs cargo-fuzz (`cargo install cargo-fuzz --locked`); builds with the stable
 # toolchain (`-s none`: coverage instrumentation only, no sanitizer needs nightly).
 set -euo pipefail
@@ -22,7 +24,7 @@ for t in "${targets[@]}"; do
   mkdir -p "$work/corpus/$t" "artifacts/$t"
   [ -d "$work/seeds/$t" ] && cp "$work/seeds/$t"/* "$work/corpus/$t/" 2>/dev/null || true
   start=$(date +%s)
-  if "$bin/$t" "$work/corpus/$t" -max_total_time="$secs" -timeout=20 -rss_limit_mb=2048 \
+  if "$bin/$t" "$work/corpus/$t" -max_total_time="$secs" -timeout=20 -rss_limit_mb=2048 -seed="${FUZZ_SEED:-1}" \
        -artifact_prefix="artifacts/$t/" -print_final_stats=1 >"$work/$t.log" 2>&1; then
     runs=$(grep -m1 -o 'stat::number_of_executed_units: *[0-9]*' "$work/$t.log" | grep -o '[0-9]*$' || echo '?')
     echo "ok    $t: $runs runs in $(( $(date +%s) - start )) s, corpus $(ls "$work/corpus/$t" | wc -l)"
