@@ -741,15 +741,7 @@ fn packages_verify_changed() {
 /// An analysis of one real layer (a tar of `files`, indexed with `hash_files` as
 /// `[extract] hash_files = true` does), for package databases the testbed has none of.
 fn analysis_of_layer(files: &[(&str, &[u8])]) -> Analysis {
-    let mut b = tar::Builder::new(Vec::new());
-    for (path, data) in files {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o755);
-        h.set_entry_type(tar::EntryType::Regular);
-        b.append_data(&mut h, path, *data).unwrap();
-    }
-    let tar = b.into_inner().unwrap();
+    let tar = vigil_testkit::tar_of(files);
     let digest = "sha256:00000000000000000000000000000000000000000000000000000000000000aa";
     let limits = vigil_extract::ExtractLimits {
         hash_files: true,

@@ -11,19 +11,7 @@ use sha2::Digest;
 use vigil_contracts::{LayerIndex, PackageType};
 use vigil_extract::detect::{golang, java, runtime, rust_audit, secrets};
 use vigil_extract::{index_layer, ExtractError, ExtractLimits, SecretRule};
-use vigil_testkit::testbed;
-
-fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    for (path, data) in files {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(data.len() as u64);
-        h.set_mode(0o755);
-        h.set_entry_type(tar::EntryType::Regular);
-        b.append_data(&mut h, path, *data).unwrap();
-    }
-    b.into_inner().unwrap()
-}
+use vigil_testkit::{tar_of, testbed};
 
 fn index(files: &[(&str, &[u8])], limits: &ExtractLimits) -> LayerIndex {
     index_layer(&tar_of(files)[..], "sha256:t", limits).unwrap()

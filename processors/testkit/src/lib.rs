@@ -6,6 +6,8 @@
 //!   on a free port with its own directory, optionally with basic auth and TLS, and
 //!   the testbed images pushed into it.
 //! * [`testbed`]: where the testbed scripts, images and `expected.json` are.
+//! * [`tar_of`]: a real (uncompressed) layer tar of regular files, for tests that need
+//!   file kinds the testbed images lack.
 //!
 //! Everything is stopped when the handle is dropped.
 
@@ -13,6 +15,20 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// An uncompressed tar of regular files (mode 0755), as a layer blob.
+pub fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (path, data) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o755);
+        h.set_entry_type(tar::EntryType::Regular);
+        b.append_data(&mut h, path, *data)
+            .expect("append to an in-memory tar");
+    }
+    b.into_inner().expect("finish an in-memory tar")
+}
 
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
