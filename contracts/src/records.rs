@@ -284,13 +284,15 @@ pub struct KeptFile {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerIndex {
     pub layer_digest: String,
+    /// Version of the extractor that wrote it; an index from another version is redone.
+    /// Declared (so encoded) before the entries: [`crate::codec::peek_body_u64`] reads it
+    /// without walking them.
+    pub extractor_version: u32,
     /// Entries in tar order.
     pub entries: Vec<FileEntry>,
     pub kept: Vec<KeptFile>,
     /// Uncompressed tar bytes read.
     pub uncompressed_size: u64,
-    /// Version of the extractor that wrote it; an index from another version is redone.
-    pub extractor_version: u32,
     #[serde(default)]
     pub warnings: Vec<String>,
     /// Secrets found while the layer streamed.

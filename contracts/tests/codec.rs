@@ -455,3 +455,151 @@ fn subjects_render_and_parse_with_any_prefix() {
         "vigil.result.a_b_c_"
     );
 }
+
+/// An envelope whose body comes before its header fields (another writer's field order).
+#[derive(Serialize)]
+struct BodyFirst<T> {
+    body: T,
+    record: String,
+    schema_version: u32,
+}
+
+#[test]
+fn header_is_read_in_any_field_order() {
+    let bytes = rmp_serde::to_vec_named(&BodyFirst {
+        body: FeedSyncRequest::default(),
+        record: FeedSyncRequest::KIND.into(),
+        schema_version: SCHEMA_VERSION,
+    })
+    .unwrap();
+    let h = codec::header(&bytes).unwrap();
+    assert_eq!(h.record, FeedSyncRequest::KIND);
+    assert_eq!(
+        codec::decode::<FeedSyncRequest>(&bytes).unwrap(),
+        FeedSyncRequest::default()
+    );
+    // A newer version is refused whichever order the fields come in.
+    let bytes = rmp_serde::to_vec_named(&BodyFirst {
+        body: FeedSyncRequest::default(),
+        record: FeedSyncRequest::KIND.into(),
+        schema_version: SCHEMA_VERSION + 1,
+    })
+    .unwrap();
+    assert!(matches!(
+        codec::header(&bytes),
+        Err(CodecError::NewerSchema { .. })
+    ));
+}
+
+/// A body with one of every MessagePack type before the field looked for.
+#[derive(Serialize)]
+struct Mixed {
+    neg: i64,
+    small_neg: i8,
+    big: u64,
+    float: f64,
+    single: f32,
+    flag: bool,
+    nothing: Option<u8>,
+    #[serde(with = "serde_bytes")]
+    bytes: Vec<u8>,
+    long_text: String,
+    nested: Vec<BTreeMap<String, Vec<i32>>>,
+    many: Vec<u16>,
+    extractor_version: u32,
+    after: String,
+}
+
+#[test]
+fn a_body_field_is_read_without_decoding_the_body() {
+    let body = Mixed {
+        neg: -40_000_000_000,
+        small_neg: -3,
+        big: u64::MAX,
+        float: 1.5,
+        single: -0.25,
+        flag: true,
+        nothing: None,
+        bytes: vec![7; 70_000],
+        long_text: "x".repeat(300),
+        nested: vec![BTreeMap::from([("k".to_string(), vec![-1, 200, 70_000])]); 3],
+        many: (0..20_000).collect(),
+        extractor_version: 4,
+        after: "not read".into(),
+    };
+    let raw = RawEnvelope {
+        schema_version: SCHEMA_VERSION,
+        record: LayerIndex::KIND.into(),
+        body,
+        trace_parent: String::new(),
+    };
+    let bytes = rmp_serde::to_vec_named(&raw).unwrap();
+    assert_eq!(
+        codec::peek_body_u64::<LayerIndex>(&bytes, "extractor_version").unwrap(),
+        Some(4)
+    );
+    assert_eq!(
+        codec::peek_body_u64::<LayerIndex>(&bytes, "big").unwrap(),
+        Some(u64::MAX)
+    );
+    // Absent, or not an unsigned integer: none.
+    assert_eq!(
+        codec::peek_body_u64::<LayerIndex>(&bytes, "missing").unwrap(),
+        None
+    );
+    assert_eq!(
+        codec::peek_body_u64::<LayerIndex>(&bytes, "neg").unwrap(),
+        None
+    );
+    // Cut short: none, not a panic.
+    for cut in [bytes.len() / 2, bytes.len() - 20, 30] {
+        let _ = codec::peek_body_u64::<LayerIndex>(&bytes[..cut], "extractor_version");
+    }
+    assert_eq!(
+        codec::peek_body_u64::<LayerIndex>(&bytes[..bytes.len() / 2], "extractor_version").unwrap(),
+        None
+    );
+    // Another record kind is refused.
+    assert!(matches!(
+        codec::peek_body_u64::<ScanRequest>(&bytes, "extractor_version"),
+        Err(CodecError::WrongKind { .. })
+    ));
+}
+
+#[test]
+fn a_layer_index_names_its_extractor_version_before_its_entries() {
+    let entry = FileEntry {
+        path: "/usr/lib/x".into(),
+        kind: EntryKind::File,
+        mode: 0o644,
+        uid: 0,
+        gid: 0,
+        size: 1,
+        link: None,
+        sha256: None,
+        md5: None,
+        sha1: None,
+    };
+    let idx = LayerIndex {
+        layer_digest: "sha256:dd".into(),
+        entries: vec![entry; 1000],
+        kept: Vec::new(),
+        uncompressed_size: 1,
+        extractor_version: 9,
+        warnings: Vec::new(),
+        secrets: Vec::new(),
+        content_matches: Vec::new(),
+        packages: Vec::new(),
+    };
+    let bytes = codec::encode(&idx).unwrap();
+    assert_eq!(
+        codec::peek_body_u64::<LayerIndex>(&bytes, "extractor_version").unwrap(),
+        Some(9)
+    );
+    // It is found in the first bytes: the entries are never walked.
+    let pos = bytes
+        .windows(b"extractor_version".len())
+        .position(|w| w == b"extractor_version")
+        .unwrap();
+    assert!(pos < 100, "extractor_version at byte {pos}");
+}

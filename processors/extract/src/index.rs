@@ -12,6 +12,7 @@ use vigil_contracts::{EntryKind, FailureKind, FileEntry, LayerIndex};
 use crate::detect::secrets::{self, SecretRule};
 use crate::detect::FileScan;
 use crate::path::normalize;
+use crate::readahead;
 use crate::EXTRACTOR_VERSION;
 
 /// Limits that bound what one layer may cost.
@@ -197,34 +198,67 @@ fn kind_of(t: tar::EntryType) -> Option<EntryKind> {
     })
 }
 
+/// Bytes of uncompressed tar handed over from the decompressing thread at a time.
+const READ_AHEAD_BYTES: usize = 256 * 1024;
+/// Most buffers the decompressing thread fills ahead of the tar parser.
+const READ_AHEAD_DEPTH: usize = 4;
+
+fn corrupt(layer: &str, what: &str, e: &dyn std::fmt::Display) -> ExtractError {
+    ExtractError::Corrupt {
+        layer: layer.to_string(),
+        message: format!("{what}: {e}"),
+    }
+}
+
 /// Stream one layer and build its index. Pure apart from reading `reader`, which is
-/// read once, front to back.
+/// read once, front to back. Decompression runs on a second thread (bounded read-ahead),
+/// the secret and content searches of text files on a third, tar parsing and the other
+/// detectors on the calling one.
 pub fn index_layer(
-    reader: impl Read,
+    reader: impl Read + Send,
     layer_digest: &str,
     limits: &ExtractLimits,
 ) -> Result<LayerIndex, ExtractError> {
-    let layer = || layer_digest.to_string();
     let mut scan = FileScan::new(limits).map_err(|e| ExtractError::Config(e.to_string()))?;
-    let corrupt = |what: &str, e: &dyn std::fmt::Display| ExtractError::Corrupt {
-        layer: layer(),
-        message: format!("{what}: {e}"),
-    };
     let mut buf = BufReader::with_capacity(256 * 1024, reader);
     let magic = buf
         .fill_buf()
-        .map_err(|e| corrupt("reading the blob", &e))?;
+        .map_err(|e| corrupt(layer_digest, "reading the blob", &e))?;
     let dec = match detect(magic) {
         Detected::Gzip => Decoder::Gzip(Box::new(flate2::bufread::MultiGzDecoder::new(buf))),
         Detected::Zstd => Decoder::Zstd(Box::new(
             zstd::stream::read::Decoder::with_buffer(buf)
-                .map_err(|e| corrupt("starting zstd", &e))?,
+                .map_err(|e| corrupt(layer_digest, "starting zstd", &e))?,
         )),
         Detected::Tar => Decoder::Plain(buf),
     };
+    std::thread::scope(|s| {
+        let tar = readahead::spawn(s, dec, READ_AHEAD_BYTES, READ_AHEAD_DEPTH);
+        let text_worker = scan.text_worker(s);
+        let indexed = index_tar(tar, layer_digest, limits, &mut scan);
+        scan.end_text_worker();
+        let hits = text_worker.map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        let mut idx = indexed?;
+        if let Some(h) = hits {
+            idx.secrets.extend(h.secrets);
+            idx.content_matches.extend(h.content);
+        }
+        Ok(idx)
+    })
+}
+
+/// The tar stream of one layer to its index.
+fn index_tar(
+    tar: impl Read,
+    layer_digest: &str,
+    limits: &ExtractLimits,
+    scan: &mut FileScan,
+) -> Result<LayerIndex, ExtractError> {
+    let layer = || layer_digest.to_string();
+    let corrupt = |what: &str, e: &dyn std::fmt::Display| corrupt(layer_digest, what, e);
     let total = Rc::new(Cell::new(0u64));
     let mut archive = tar::Archive::new(Counting {
-        inner: dec,
+        inner: tar,
         n: total.clone(),
         limit: limits.max_total_bytes,
     });

@@ -15,6 +15,7 @@
 pub mod detect;
 pub mod index;
 pub mod path;
+mod readahead;
 
 use std::sync::Arc;
 

@@ -79,6 +79,9 @@ fn literal_prefilter_never_changes_an_answer() {
         "-----BEGIN ENCRYPTED PRIVATE KEY-----\n\"auth\": \"x\"\n".to_string(),
         "def get(self, key):\n    return self.tokens[key]  # secret sauce\n".to_string(),
         "nothing to see here\n".repeat(100),
+        format!("token = \"ghp_{}\"\nthrough the night\n", "a1".repeat(18)),
+        format!("a\u{17F}ecret_key = {long}\n"),
+        format!("ünïcödé, then aws_secret_access_key = {long}\n"),
     ];
     for t in &texts {
         assert_eq!(fast.scan(t.as_bytes()), plain.scan(t.as_bytes()), "{t:?}");
@@ -87,6 +90,38 @@ fn literal_prefilter_never_changes_an_answer() {
     assert!(!fast.scan(texts[0].as_bytes()).is_empty());
     assert!(!fast.scan(texts[2].as_bytes()).is_empty());
     assert!(!fast.scan(texts[3].as_bytes()).is_empty());
+    assert!(!fast.scan(texts[7].as_bytes()).is_empty());
+    assert!(!fast.scan(texts[9].as_bytes()).is_empty());
+}
+
+#[test]
+fn a_large_literal_set_is_searched_as_well() {
+    // Configured rules with more literals than the SIMD search takes (128) fall back to
+    // an automaton; the answers stay those of the rules alone.
+    let words = |prefix: &str| {
+        (0..60)
+            .map(|i| format!("{prefix}{i:02}word"))
+            .collect::<Vec<_>>()
+            .join("|")
+    };
+    let rules: Vec<secrets::SecretRule> = ["alpha", "beta", "gamma"]
+        .iter()
+        .map(|p| secrets::SecretRule {
+            name: format!("RULE_{p}"),
+            regex: format!("(?i)(?:{})=[0-9]+", words(p)),
+        })
+        .collect();
+    let fast = secrets::SecretScanner::new(&rules, &[]).unwrap();
+    let plain = secrets::SecretScanner::new(&rules, &[])
+        .unwrap()
+        .without_prefilter();
+    let text = "x\nBETA07WORD=12\ngamma59word=3 alpha00word=\nalpha61word=1\n";
+    let hits = fast.scan(text.as_bytes());
+    assert_eq!(hits, plain.scan(text.as_bytes()));
+    assert_eq!(
+        hits,
+        vec![("RULE_beta".to_string(), 2), ("RULE_gamma".to_string(), 3)]
+    );
 }
 
 #[test]

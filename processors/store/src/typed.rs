@@ -101,10 +101,20 @@ impl Store {
         digest: &str,
         extractor_version: u32,
     ) -> Result<bool, StoreError> {
-        Ok(self
-            .get_layer_index(digest)
-            .await?
-            .is_some_and(|i| i.extractor_version == extractor_version))
+        // Only the version is read: decoding a whole index (thousands of entries) to
+        // answer yes or no would cost as much as using it.
+        let Some(b) = self.backend.get(Table::LayerIndex, digest, "").await? else {
+            return Ok(false);
+        };
+        let found =
+            codec::peek_body_u64::<LayerIndex>(&b, "extractor_version").map_err(|source| {
+                StoreError::Codec {
+                    table: Table::LayerIndex.name(),
+                    key: digest.to_string(),
+                    source,
+                }
+            })?;
+        Ok(found == Some(u64::from(extractor_version)))
     }
 
     // ---- analyses ------------------------------------------------------------------

@@ -11,6 +11,9 @@ use regex_syntax::hir::{Class, Hir, HirKind};
 
 /// Largest set built from a cross product of exact pieces.
 const MAX_SET: usize = 64;
+/// Largest class expanded into its strings (`[pousr]` in `gh[pousr]_` is five): larger
+/// ones (`[A-Z0-9]`) tell nothing useful.
+const MAX_CLASS: usize = 10;
 /// A single byte is no useful requirement: sets whose shortest member is shorter than
 /// this are not used.
 const MIN_USEFUL_LEN: usize = 2;
@@ -50,13 +53,13 @@ impl Info {
 /// the prefilter sound.
 pub const FOLDS_TO_ASCII: [char; 2] = ['\u{212A}', '\u{17F}'];
 
-/// The strings a small class matches (at most three characters or bytes, as `(?i)a`
+/// The strings a small class matches (at most [`MAX_CLASS`] characters or bytes, as `(?i)a`
 /// parses to `[Aa]`), ASCII lowercased, without [`FOLDS_TO_ASCII`].
 fn class_strings(c: &Class) -> Option<Vec<Vec<u8>>> {
     let mut out: Vec<Vec<u8>> = Vec::new();
     let mut push = |s: Vec<u8>| {
         out.push(s);
-        out.len() <= 3
+        out.len() <= MAX_CLASS
     };
     match c {
         Class::Unicode(u) => {
@@ -276,6 +279,17 @@ mod tests {
             "access_secret:"
         ));
         assert!(!has("(?i)(?:access|auth)[_-]?(?:token|secret)[:=]", "auth"));
+        // A class of a few characters joins the run (`gh` alone is in most English text).
+        assert_eq!(
+            strs(necessary("gh[pousr]_[A-Za-z0-9]{36}")),
+            Some(vec![
+                "gho_".into(),
+                "ghp_".into(),
+                "ghr_".into(),
+                "ghs_".into(),
+                "ghu_".into()
+            ])
+        );
         assert_eq!(necessary("x*yz?"), None);
         assert_eq!(necessary("[A-Z0-9]{20}"), None);
         assert_eq!(necessary("a|[0-9]+"), None);

@@ -19,11 +19,13 @@ pub mod python_egg;
 pub mod runtime;
 pub mod rust_audit;
 pub mod secrets;
+pub mod text;
 
 use std::io::Read;
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
-use vigil_contracts::{FileEntry, KeptFile, LayerIndex, SecretHit};
+use vigil_contracts::{FileEntry, KeptFile, LayerIndex};
 
 use crate::index::ExtractLimits;
 use crate::path::{glob_match, wanted};
@@ -37,8 +39,11 @@ const GO_WINDOW: usize = 1 << 20;
 /// entries of one layer.
 pub struct FileScan {
     limits: ExtractLimits,
-    secrets: Option<secrets::SecretScanner>,
-    content: Option<secrets::SecretScanner>,
+    /// The secret and content searches, when either is configured.
+    text: Option<Arc<text::TextSearch>>,
+    /// Where text files go when the searches run on a worker ([`FileScan::text_worker`]);
+    /// without one they run inline.
+    text_queue: Option<text::TextQueue>,
     java: java::JavaLimits,
     chunk: Vec<u8>,
     full: Vec<u8>,
@@ -68,18 +73,38 @@ impl FileScan {
                 .collect();
             Some(secrets::SecretScanner::new(&rules, &[])?)
         };
+        let text = (secrets.is_some() || content.is_some())
+            .then(|| Arc::new(text::TextSearch { secrets, content }));
         Ok(FileScan {
-            content,
+            text,
+            text_queue: None,
             java: java::JavaLimits {
                 max_depth: limits.java_max_depth,
                 max_decompressed: limits.java_max_decompressed_bytes,
                 max_nested_bytes: limits.java_max_archive_bytes,
             },
             limits: limits.clone(),
-            secrets,
             chunk: vec![0; CHUNK],
             full: Vec::new(),
         })
+    }
+
+    /// Run the text searches on a worker thread of `scope` from now on; joining the
+    /// handle (after [`FileScan::end_text_worker`]) gives their hits. `None` when no
+    /// search is configured.
+    pub fn text_worker<'scope>(
+        &mut self,
+        scope: &'scope std::thread::Scope<'scope, '_>,
+    ) -> Option<std::thread::ScopedJoinHandle<'scope, text::TextHits>> {
+        let search = self.text.clone()?;
+        let (queue, handle) = text::spawn(scope, search);
+        self.text_queue = Some(queue);
+        Some(handle)
+    }
+
+    /// No more files for the worker: it ends once it has searched what it was given.
+    pub fn end_text_worker(&mut self) {
+        self.text_queue = None;
     }
 
     /// The keep cap of `path`: the analysis keep list, then the retrieve list.
@@ -115,9 +140,7 @@ impl FileScan {
             None
         };
         let maybe_elf = l.binary_scan && size >= 52;
-        let maybe_secret = (self.secrets.is_some() || self.content.is_some())
-            && size > 0
-            && size <= l.secret_max_file_bytes;
+        let maybe_secret = self.text.is_some() && size > 0 && size <= l.secret_max_file_bytes;
         if keep_cap.is_none()
             && !maybe_java
             && !is_egg
@@ -234,26 +257,6 @@ impl FileScan {
                 content: self.full[..k].to_vec(),
             });
         }
-        if is_text && whole {
-            if let Some(c) = &self.content {
-                for (rule, line) in c.scan(&self.full) {
-                    idx.content_matches.push(SecretHit {
-                        path: fe.path.clone(),
-                        rule,
-                        line,
-                    });
-                }
-            }
-            if let Some(s) = &self.secrets {
-                for (rule, line) in s.scan(&self.full) {
-                    idx.secrets.push(SecretHit {
-                        path: fe.path.clone(),
-                        rule,
-                        line,
-                    });
-                }
-            }
-        }
         if is_elf && whole {
             match golang::from_elf(&self.full) {
                 Ok(Some(info)) => idx.packages.extend(golang::packages(&info, &fe.path)),
@@ -289,11 +292,35 @@ impl FileScan {
         if let Some(p) = rt_scan.and_then(|s| s.finish(&fe.path)) {
             idx.packages.push(p);
         }
+        // Last, as it may hand the buffer over to the worker.
+        if is_text && whole {
+            self.search_text(&fe.path, idx);
+        }
         // Do not hold on to a large buffer between files.
         if self.full.capacity() > 16 << 20 {
             self.full = Vec::new();
         }
         Ok(())
+    }
+}
+
+impl FileScan {
+    /// Search the text file in `self.full`: on the worker when there is one (the buffer
+    /// goes with it), else here, straight into `idx`.
+    fn search_text(&mut self, path: &str, idx: &mut LayerIndex) {
+        if let Some(q) = &self.text_queue {
+            if q.submit(path, &mut self.full) {
+                return;
+            }
+            // The worker is gone (it panicked): search here rather than lose the file.
+            self.text_queue = None;
+        }
+        if let Some(search) = &self.text {
+            let mut hits = text::TextHits::default();
+            search.search(path, &self.full, &mut hits);
+            idx.secrets.extend(hits.secrets);
+            idx.content_matches.extend(hits.content);
+        }
     }
 }
 

@@ -9,8 +9,9 @@
 //! `GENERIC_TOKEN`. Several rules may share a name: a hit is reported once per
 //! (rule name, line); a `GENERIC*` rule only reports lines no other rule reported.
 //!
-//! Each rule's necessary literals ([`super::literals`]) go into one Aho-Corasick
-//! automaton; a text runs only the rules whose literals occur in it.
+//! Each rule's necessary literals ([`super::literals`]) are searched for together (Teddy,
+//! the SIMD multi-literal search of the `aho-corasick` crate); a text runs only the rules
+//! whose literals occur in it.
 
 use regex::bytes::{Regex, RegexSet};
 use serde::{Deserialize, Serialize};
@@ -102,19 +103,44 @@ pub struct SecretScanner {
     prefilter: Option<Prefilter>,
 }
 
-/// The rules' necessary literals ([`super::literals`]) in one Aho-Corasick automaton
-/// (ASCII case-insensitive): a text runs only the rules one of whose literals occurs in
-/// it, and the rules without a known literal.
+/// The rules' necessary literals ([`super::literals`]), searched for together: a text
+/// runs only the rules one of whose literals occurs in it (compared ASCII
+/// case-insensitively), and the rules without a known literal.
 #[derive(Debug, Clone)]
 struct Prefilter {
-    ac: aho_corasick::AhoCorasick,
-    /// Automaton pattern → rule index (`usize::MAX`: every rule).
+    finder: Finder,
+    /// Pattern → rule index.
     rule_of: Vec<usize>,
-    /// Automaton pattern → the other patterns that are its prefixes (they occur
-    /// wherever it does, at the same position, where a leftmost search reports only it).
+    /// Pattern → the other patterns that are its prefixes (they occur wherever it does,
+    /// at the same position, where a leftmost search reports only it).
     prefixes: Vec<Vec<usize>>,
     /// Rules without a necessary literal: always run.
     always: Vec<usize>,
+}
+
+/// How the literals are searched for.
+#[derive(Debug, Clone)]
+enum Finder {
+    /// Teddy (SIMD) over an ASCII-lowercased copy of the text: several times faster than
+    /// an automaton when up to 128 literals are searched for.
+    Packed(aho_corasick::packed::Searcher),
+    /// An ASCII case-insensitive Aho-Corasick automaton over the text itself, for larger
+    /// sets.
+    Automaton(aho_corasick::AhoCorasick),
+}
+
+impl Finder {
+    /// The leftmost-longest match of a literal starting at or after `at`.
+    fn find(&self, text: &[u8], at: usize) -> Option<(usize, usize)> {
+        match self {
+            Finder::Packed(p) => p
+                .find_in(text, aho_corasick::Span::from(at..text.len()))
+                .map(|m| (m.pattern().as_usize(), m.start())),
+            Finder::Automaton(ac) => ac
+                .find(aho_corasick::Input::new(text).range(at..))
+                .map(|m| (m.pattern().as_usize(), m.start())),
+        }
+    }
 }
 
 impl Prefilter {
@@ -134,16 +160,22 @@ impl Prefilter {
         if patterns.is_empty() {
             return None;
         }
-        // A character that case-folds to an ASCII letter makes every rule a candidate.
-        for ch in super::literals::FOLDS_TO_ASCII {
-            patterns.push(ch.to_string().into_bytes());
-            rule_of.push(usize::MAX);
-        }
-        let ac = aho_corasick::AhoCorasick::builder()
-            .ascii_case_insensitive(true)
-            .match_kind(aho_corasick::MatchKind::LeftmostLongest)
-            .build(&patterns)
-            .ok()?;
+        let packed = aho_corasick::packed::Config::new()
+            .match_kind(aho_corasick::packed::MatchKind::LeftmostLongest)
+            .heuristic_pattern_limits(false)
+            .builder()
+            .extend(&patterns)
+            .build();
+        let finder = match packed {
+            Some(p) => Finder::Packed(p),
+            None => Finder::Automaton(
+                aho_corasick::AhoCorasick::builder()
+                    .ascii_case_insensitive(true)
+                    .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+                    .build(&patterns)
+                    .ok()?,
+            ),
+        };
         let prefixes = patterns
             .iter()
             .map(|p| {
@@ -153,7 +185,7 @@ impl Prefilter {
             })
             .collect();
         Some(Prefilter {
-            ac,
+            finder,
             rule_of,
             prefixes,
             always,
@@ -162,6 +194,15 @@ impl Prefilter {
 
     /// The rules worth running on `text`, by index.
     fn candidates(&self, text: &[u8], n_rules: usize) -> Vec<bool> {
+        // A character that case-folds to an ASCII letter makes every rule a candidate.
+        if !text.is_ascii()
+            && super::literals::FOLDS_TO_ASCII.iter().any(|ch| {
+                let mut b = [0u8; 4];
+                memchr::memmem::find(text, ch.encode_utf8(&mut b).as_bytes()).is_some()
+            })
+        {
+            return vec![true; n_rules];
+        }
         let mut want = vec![false; n_rules];
         let mut left = n_rules;
         for &i in &self.always {
@@ -170,26 +211,30 @@ impl Prefilter {
                 left -= 1;
             }
         }
+        let lowered;
+        let haystack = match self.finder {
+            Finder::Packed(_) => {
+                lowered = text.to_ascii_lowercase();
+                &lowered[..]
+            }
+            Finder::Automaton(_) => text,
+        };
         // Every start position's longest match, searching again from the position after
         // each match's start: a pattern inside another is found at its own start, and
         // a pattern that is a prefix of the one reported is counted through `prefixes`.
         let mut at = 0;
-        while left > 0 && at < text.len() {
-            let Some(m) = self.ac.find(aho_corasick::Input::new(text).range(at..)) else {
+        while left > 0 && at < haystack.len() {
+            let Some((p, start)) = self.finder.find(haystack, at) else {
                 break;
             };
-            let p = m.pattern().as_usize();
             for &q in std::iter::once(&p).chain(&self.prefixes[p]) {
                 let i = self.rule_of[q];
-                if i == usize::MAX {
-                    return vec![true; n_rules];
-                }
                 if !want[i] {
                     want[i] = true;
                     left -= 1;
                 }
             }
-            at = m.start() + 1;
+            at = start + 1;
         }
         want
     }
