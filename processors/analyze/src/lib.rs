@@ -108,21 +108,25 @@ pub fn catalog_with(
     opts: &AnalyzeOptions,
 ) -> Vec<Package> {
     let ctx = CatalogCtx { fs, distro };
-    let mut packages = Vec::new();
-    for c in CATALOGERS {
-        if c.declared && !opts.declared_sources {
-            continue;
+    // Every (cataloger, file) pair to parse, in cataloger then path order.
+    let work: Vec<(&Cataloger, &str, &[u8])> = CATALOGERS
+        .iter()
+        .filter(|c| !c.declared || opts.declared_sources)
+        .flat_map(|c| {
+            fs.files
+                .iter()
+                .filter(|(path, _)| c.matches(path))
+                .map(move |(path, content)| (c, path.as_str(), content.as_slice()))
+        })
+        .collect();
+    let parse = |(c, path, content): &(&Cataloger, &str, &[u8])| {
+        let mut found = (c.parse)(&ctx, path, content);
+        for p in &mut found {
+            p.found_by.get_or_insert_with(|| c.name.to_string());
         }
-        for (path, content) in &fs.files {
-            if c.matches(path) {
-                let mut found = (c.parse)(&ctx, path, content);
-                for p in &mut found {
-                    p.found_by.get_or_insert_with(|| c.name.to_string());
-                }
-                packages.extend(found);
-            }
-        }
-    }
+        found
+    };
+    let mut packages: Vec<Package> = parallel_map(&work, parse).into_iter().flatten().collect();
     packages.extend(fs.stream_packages.iter().cloned());
     ownership::drop_owned(&mut packages);
     for p in &mut packages {
@@ -143,6 +147,39 @@ pub fn catalog_with(
         ))
     });
     packages
+}
+
+/// `f` over `items` on up to as many threads as there are cores (the parsers are pure
+/// and independent: a dpkg database and a few hundred Python METADATA files share the
+/// work), results in `items`' order.
+fn parallel_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len());
+    if threads <= 1 {
+        return items.iter().map(f).collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let run = || {
+        let mut done = Vec::new();
+        loop {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(item) = items.get(i) else {
+                return done;
+            };
+            done.push((i, f(item)));
+        }
+    };
+    let mut results: Vec<(usize, R)> = std::thread::scope(|s| {
+        let helpers: Vec<_> = (1..threads).map(|_| s.spawn(run)).collect();
+        let mut all = run();
+        for h in helpers {
+            all.extend(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        }
+        all
+    });
+    results.sort_unstable_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
 }
 
 /// A purl for a package that came without one (extract's stream packages): by type,
@@ -223,22 +260,31 @@ pub fn analyze_with(
         Some(t) => Some(dockerfile::actual(t)),
         None => dockerfile::guessed(&descriptor.config.history),
     };
+    let passwd_present = passwd.is_some();
+    let retrieved_files = content::retrieve(&fs, &opts.retrieve_paths, opts.retrieve_max_bytes);
+    // The squashed view is done with: its entries move into the analysis.
+    let SquashedFs {
+        entries,
+        secrets,
+        content_matches,
+        ..
+    } = fs;
     Analysis {
         descriptor: descriptor.clone(),
         distro,
         packages,
-        file_count: fs.entries.len() as u64,
+        file_count: entries.len() as u64,
         image_size: indexes.iter().map(|i| i.uncompressed_size).sum(),
         analyzed_at,
         analyzer_version: ANALYZER_VERSION,
         warnings,
-        files: fs.entries.values().cloned().collect(),
-        passwd_present: passwd.is_some(),
+        files: entries.into_values().collect(),
+        passwd_present,
         users,
         groups,
-        secrets: fs.secrets.clone(),
-        content_matches: fs.content_matches.clone(),
-        retrieved_files: content::retrieve(&fs, &opts.retrieve_paths, opts.retrieve_max_bytes),
+        secrets,
+        content_matches,
+        retrieved_files,
         dockerfile,
         from_sbom: false,
     }
@@ -274,33 +320,29 @@ impl Stage for AnalyzeStage {
             layers = msg.descriptor.layers.len()
         );
         async {
-            let mut indexes = Vec::with_capacity(msg.descriptor.layers.len());
-            for l in &msg.descriptor.layers {
-                let idx = self
-                    .store
-                    .get_layer_index(&l.digest)
-                    .await?
-                    .ok_or_else(|| {
-                        // Extract stored it before handing on; a missing index is retried.
-                        StageError::new(
-                            FailureKind::Internal,
-                            format!("no layer index for {}", l.digest),
-                        )
-                    })?;
-                indexes.push(idx);
-            }
+            // The layers' indexes are read and decoded side by side.
+            let reads = msg.descriptor.layers.iter().map(|l| async move {
+                self.store.get_layer_index(&l.digest).await?.ok_or_else(|| {
+                    // Extract stored it before handing on; a missing index is retried.
+                    StageError::new(
+                        FailureKind::Internal,
+                        format!("no layer index for {}", l.digest),
+                    )
+                })
+            });
+            let indexes = futures::future::try_join_all(reads).await?;
             let started = std::time::Instant::now();
-            // Squashing and parsing are in-memory and take milliseconds.
             let opts = AnalyzeOptions {
                 actual_dockerfile: msg.request.dockerfile.clone(),
                 ..AnalyzeOptions::for_descriptor(&msg.descriptor)
             };
-            let a = analyze_with(
-                &msg.descriptor,
-                &indexes,
-                &opts,
-                vigil_runtime::now_millis(),
-            );
+            let descriptor = msg.descriptor.clone();
+            // Squashing and parsing are pure CPU work: off the async workers.
+            let a = tokio::task::spawn_blocking(move || {
+                analyze_with(&descriptor, &indexes, &opts, vigil_runtime::now_millis())
+            })
+            .await
+            .map_err(|e| StageError::internal(format!("analysis task: {e}")))?;
             tracing::info!(
                 packages = a.packages.len(),
                 files = a.file_count,
@@ -321,5 +363,20 @@ impl Stage for AnalyzeStage {
         }
         .instrument(span)
         .await
+    }
+}
+
+#[cfg(test)]
+mod parallel_tests {
+    #[test]
+    fn parallel_map_keeps_the_order_of_its_items() {
+        // Uneven work, so that threads finish out of order.
+        let items: Vec<u64> = (0..200).collect();
+        let out = super::parallel_map(&items, |&i| {
+            let spin = if i % 7 == 0 { 20_000 } else { 10 };
+            (0..spin).fold(i, |a, x| a.wrapping_add(x % 3)) - (0..spin).map(|x| x % 3).sum::<u64>()
+        });
+        assert_eq!(out, items);
+        assert!(super::parallel_map(&Vec::<u64>::new(), |&i| i).is_empty());
     }
 }

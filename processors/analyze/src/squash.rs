@@ -1,6 +1,7 @@
 //! Squash layer indexes into the file system a container would see.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 
 use vigil_contracts::{EntryKind, FileEntry, LayerIndex, Package, SecretHit};
 use vigil_extract::normalize;
@@ -35,10 +36,28 @@ struct ByPath {
 }
 
 impl ByPath {
-    fn remove(&mut self, path: &str, keep_self: bool) {
+    fn remove(&mut self, path: &Subtree<'_>, keep_self: bool) {
         remove_tree(&mut self.packages, path, keep_self);
         remove_tree(&mut self.secrets, path, keep_self);
         remove_tree(&mut self.content, path, keep_self);
+    }
+}
+
+/// A path and the prefix its descendants share (`/a/b` and `/a/b/`), built once for
+/// the several maps a path is removed from.
+struct Subtree<'a> {
+    path: &'a str,
+    prefix: String,
+}
+
+impl<'a> Subtree<'a> {
+    fn new(path: &'a str) -> Self {
+        let prefix = if path == "/" {
+            "/".to_string()
+        } else {
+            format!("{path}/")
+        };
+        Subtree { path, prefix }
     }
 }
 
@@ -53,23 +72,29 @@ fn file_of(location: &str) -> &str {
         .unwrap_or(location)
 }
 
-/// Remove `path`'s descendants (and `path` itself unless `keep_self`).
-fn remove_tree<V>(m: &mut BTreeMap<String, V>, path: &str, keep_self: bool) {
-    let prefix = if path == "/" {
-        "/".to_string()
-    } else {
-        format!("{path}/")
+/// Remove the subtree's descendants (and its path itself unless `keep_self`).
+fn remove_tree<V>(m: &mut BTreeMap<String, V>, t: &Subtree<'_>, keep_self: bool) {
+    if m.is_empty() {
+        return;
+    }
+    // Usually nothing is below the path (it names a file): one lookup, no allocation.
+    let below = |m: &BTreeMap<String, V>| {
+        m.range::<str, _>((Bound::Included(t.prefix.as_str()), Bound::Unbounded))
+            .next()
+            .is_some_and(|(k, _)| k.starts_with(&t.prefix))
     };
-    let doomed: Vec<String> = m
-        .range(prefix.clone()..)
-        .take_while(|(k, _)| k.starts_with(&prefix))
-        .map(|(k, _)| k.clone())
-        .collect();
-    for k in doomed {
-        m.remove(&k);
+    if below(m) {
+        let doomed: Vec<String> = m
+            .range::<str, _>((Bound::Included(t.prefix.as_str()), Bound::Unbounded))
+            .take_while(|(k, _)| k.starts_with(&t.prefix))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in doomed {
+            m.remove(&k);
+        }
     }
     if !keep_self {
-        m.remove(path);
+        m.remove(t.path);
     }
 }
 
@@ -85,14 +110,16 @@ pub fn squash(indexes: &[LayerIndex]) -> SquashedFs {
         for e in &idx.entries {
             match e.kind {
                 EntryKind::Opaque => {
-                    remove_tree(&mut fs.entries, &e.path, true);
-                    remove_tree(&mut fs.files, &e.path, true);
-                    by_path.remove(&e.path, true);
+                    let t = Subtree::new(&e.path);
+                    remove_tree(&mut fs.entries, &t, true);
+                    remove_tree(&mut fs.files, &t, true);
+                    by_path.remove(&t, true);
                 }
                 EntryKind::Whiteout => {
-                    remove_tree(&mut fs.entries, &e.path, false);
-                    remove_tree(&mut fs.files, &e.path, false);
-                    by_path.remove(&e.path, false);
+                    let t = Subtree::new(&e.path);
+                    remove_tree(&mut fs.entries, &t, false);
+                    remove_tree(&mut fs.files, &t, false);
+                    by_path.remove(&t, false);
                 }
                 _ => {}
             }
@@ -116,9 +143,10 @@ pub fn squash(indexes: &[LayerIndex]) -> SquashedFs {
                 }
                 _ => {
                     // Anything else replaces what was there, a lower directory with its contents.
-                    remove_tree(&mut fs.entries, &e.path, true);
-                    remove_tree(&mut fs.files, &e.path, false);
-                    by_path.remove(&e.path, false);
+                    let t = Subtree::new(&e.path);
+                    remove_tree(&mut fs.entries, &t, true);
+                    remove_tree(&mut fs.files, &t, false);
+                    by_path.remove(&t, false);
                     fs.entries.insert(e.path.clone(), e.clone());
                 }
             }
@@ -197,6 +225,27 @@ impl SquashedFs {
     /// Resolve `path` inside the image, following symlinks in every component, with a
     /// hop limit. Never touches the host.
     pub fn resolve(&self, path: &str) -> Resolved {
+        // Most paths name what they say: when no component is a symlink, the path is
+        // the answer, found without allocating a segment list.
+        if vigil_extract::path::is_normal(path) {
+            let no_links = path
+                .match_indices('/')
+                .skip(1)
+                .map(|(i, _)| &path[..i])
+                .chain(std::iter::once(path))
+                .all(|prefix| {
+                    self.entries
+                        .get(prefix)
+                        .is_none_or(|e| e.kind != EntryKind::Symlink)
+                });
+            if no_links {
+                if path != "/" && !self.entries.contains_key(path) && !self.files.contains_key(path)
+                {
+                    return Resolved::Missing;
+                }
+                return Resolved::Path(path.to_string());
+            }
+        }
         let mut pending: Vec<String> = normalize(path)
             .0
             .split('/')

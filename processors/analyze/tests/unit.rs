@@ -661,3 +661,51 @@ fn hostile_inputs_never_panic_in_any_cataloger() {
         }
     }
 }
+
+#[test]
+fn resolving_a_plain_path_agrees_with_the_segment_walk() {
+    // A normal path takes a shortcut when no component is a symlink; the same path
+    // spelled with `.` segments takes the general walk. Both must agree, for files,
+    // directories, symlinks (last or inner component), loops and missing paths.
+    let l = layer(
+        vec![
+            d("/usr"),
+            d("/usr/lib"),
+            f("/usr/lib/os-release"),
+            e("/lib", EntryKind::Symlink, Some("usr/lib")),
+            e(
+                "/etc/os-release",
+                EntryKind::Symlink,
+                Some("../usr/lib/os-release"),
+            ),
+            e("/etc/a", EntryKind::Symlink, Some("b")),
+            e("/etc/b", EntryKind::Symlink, Some("a")),
+            f("/opt/app/x"),
+        ],
+        &[("/usr/lib/os-release", "ID=debian\n"), ("/kept/only", "x")],
+    );
+    let fs = squash(&[l]);
+    for p in [
+        "/",
+        "/usr",
+        "/usr/lib/os-release",
+        "/lib/os-release",
+        "/etc/os-release",
+        "/etc/a",
+        "/etc/a/x",
+        "/opt/app/x",
+        "/opt/app",
+        "/kept/only",
+        "/missing",
+        "/usr/lib/missing",
+    ] {
+        let walked = format!("/.{p}");
+        assert_eq!(fs.resolve(p), fs.resolve(&walked), "{p}");
+    }
+    assert_eq!(fs.resolve("/usr/lib/missing"), Resolved::Missing);
+    assert_eq!(fs.resolve("/etc/a/x"), Resolved::Loop);
+    assert_eq!(
+        fs.resolve("/lib/os-release"),
+        Resolved::Path("/usr/lib/os-release".into())
+    );
+}

@@ -67,25 +67,27 @@ impl ExtractStage {
             let _ = self.blobs.delete(digest).await;
             return Ok(());
         }
-        let reader = self.blobs.open(digest).await.map_err(|e| match e {
-            // Not staged (yet, or the cache expired): a retry after fetch re-stages may work.
-            BlobError::NotFound(_) => StageError::new(
-                FailureKind::Internal,
-                format!("layer {digest} is not in the blob cache"),
-            ),
-            other => StageError::new(
-                FailureKind::Internal,
-                format!("opening layer {digest}: {other}"),
-            ),
-        })?;
+        let reader = self
+            .blobs
+            .open_blocking(digest)
+            .await
+            .map_err(|e| match e {
+                // Not staged (yet, or the cache expired): a retry after fetch re-stages may work.
+                BlobError::NotFound(_) => StageError::new(
+                    FailureKind::Internal,
+                    format!("layer {digest} is not in the blob cache"),
+                ),
+                other => StageError::new(
+                    FailureKind::Internal,
+                    format!("opening layer {digest}: {other}"),
+                ),
+            })?;
         let limits = self.limits.clone();
         let d = digest.to_string();
         let started = std::time::Instant::now();
-        let idx = tokio::task::spawn_blocking(move || {
-            index_layer(tokio_util::io::SyncIoBridge::new(reader), &d, &limits)
-        })
-        .await
-        .map_err(|e| StageError::internal(format!("extract task for {digest}: {e}")))??;
+        let idx = tokio::task::spawn_blocking(move || index_layer(reader, &d, &limits))
+            .await
+            .map_err(|e| StageError::internal(format!("extract task for {digest}: {e}")))??;
         tracing::info!(
             layer = digest,
             entries = idx.entries.len(),

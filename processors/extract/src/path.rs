@@ -56,14 +56,44 @@ pub const KEEP_RULES: &[&str] = &[
     "/**/Cargo.lock",
 ];
 
+/// [`KEEP_RULES`] by their last segment, so that a path is compared only with the rules
+/// that can name its file.
+struct KeepIndex {
+    /// Rules whose last segment is a plain name, by that name.
+    by_name: std::collections::HashMap<&'static str, Vec<&'static str>>,
+    /// Rules whose last segment has a `*` (or is `**`): (last segment, rule).
+    patterned: Vec<(&'static str, &'static str)>,
+}
+
+fn keep_index() -> &'static KeepIndex {
+    static INDEX: std::sync::OnceLock<KeepIndex> = std::sync::OnceLock::new();
+    INDEX.get_or_init(|| {
+        let mut by_name = std::collections::HashMap::<_, Vec<_>>::new();
+        let mut patterned = Vec::new();
+        for r in KEEP_RULES {
+            let last = r.rsplit('/').next().unwrap_or("");
+            if last.contains('*') {
+                patterned.push((last, *r));
+            } else {
+                by_name.entry(last).or_default().push(*r);
+            }
+        }
+        KeepIndex { by_name, patterned }
+    })
+}
+
 /// Whether the bytes of `path` (normalised) are kept for analysis.
 pub fn wanted(path: &str) -> bool {
     // Runs for every tar entry: compare the file names first, without allocating.
     let name = path.rsplit('/').next().unwrap_or("");
-    KEEP_RULES.iter().any(|r| {
-        let last = r.rsplit('/').next().unwrap_or("");
-        (last == "**" || segment_match(last.as_bytes(), name.as_bytes())) && glob_match(r, path)
-    })
+    let k = keep_index();
+    k.by_name
+        .get(name)
+        .is_some_and(|rules| rules.iter().any(|r| glob_match(r, path)))
+        || k.patterned.iter().any(|(last, r)| {
+            (*last == "**" || segment_match(last.as_bytes(), name.as_bytes()))
+                && glob_match(r, path)
+        })
 }
 
 /// Match an absolute path against a glob: segments compare one to one, `*` within a
@@ -126,20 +156,38 @@ fn segment_match(p: &[u8], s: &[u8]) -> bool {
 /// Normalise a tar path to an absolute path without `.`, `..` or `//`. `..` never climbs
 /// above `/`: the second value says the path tried to.
 pub fn normalize(raw: &str) -> (String, bool) {
-    let mut parts: Vec<&str> = Vec::new();
+    if is_normal(raw) {
+        return (raw.to_string(), false);
+    }
+    let mut out = String::with_capacity(raw.len() + 1);
     let mut escaped = false;
     for seg in raw.split('/') {
         match seg {
             "" | "." => {}
-            ".." => {
-                if parts.pop().is_none() {
-                    escaped = true;
-                }
+            ".." => match out.rfind('/') {
+                Some(i) => out.truncate(i),
+                None => escaped = true,
+            },
+            s => {
+                out.push('/');
+                out.push_str(s);
             }
-            s => parts.push(s),
         }
     }
-    (format!("/{}", parts.join("/")), escaped)
+    if out.is_empty() {
+        out.push('/');
+    }
+    (out, escaped)
+}
+
+/// Whether `path` is already what [`normalize`] makes of it: absolute, and no empty,
+/// `.` or `..` segment (most paths analysis handles are).
+pub fn is_normal(path: &str) -> bool {
+    path == "/"
+        || (path.starts_with('/')
+            && path[1..]
+                .split('/')
+                .all(|s| !s.is_empty() && s != "." && s != ".."))
 }
 
 #[cfg(test)]
@@ -157,6 +205,21 @@ mod tests {
         assert_eq!(normalize("a/b/../c/"), ("/a/c".into(), false));
         assert_eq!(normalize("/"), ("/".into(), false));
         assert_eq!(normalize("./"), ("/".into(), false));
+        assert_eq!(normalize(""), ("/".into(), false));
+        assert_eq!(normalize(".."), ("/".into(), true));
+        assert_eq!(normalize("/a/b/../../.."), ("/".into(), true));
+        assert_eq!(normalize("usr/bin/x"), ("/usr/bin/x".into(), false));
+        assert_eq!(normalize("/usr/bin/x"), ("/usr/bin/x".into(), false));
+        assert_eq!(normalize("/usr/bin/x/"), ("/usr/bin/x".into(), false));
+        assert_eq!(normalize("/usr/./bin"), ("/usr/bin".into(), false));
+        assert_eq!(normalize("/usr/../bin"), ("/bin".into(), false));
+        assert_eq!(normalize("/..a/b.."), ("/..a/b..".into(), false));
+        for p in ["/", "/a", "/a/b.c/d", "/..a"] {
+            assert!(is_normal(p), "{p}");
+        }
+        for p in ["", "a", "/a/", "//a", "/a//b", "/./a", "/a/..", "/a/."] {
+            assert!(!is_normal(p), "{p}");
+        }
     }
 
     #[test]
@@ -197,5 +260,25 @@ mod tests {
         assert!(wanted("/etc/os-release"));
         assert!(!wanted("/etc/os-release.bak"));
         assert!(!wanted("/etc/shadow"));
+    }
+
+    #[test]
+    fn wanted_is_any_keep_rule() {
+        // The indexed lookup agrees with trying every rule, on paths each rule matches
+        // and near misses.
+        let mut paths: Vec<String> = Vec::new();
+        for r in KEEP_RULES {
+            let concrete = r.replace("/**", "/x/y").replace('*', "abc");
+            paths.push(concrete.clone());
+            paths.push(format!("{concrete}.bak"));
+            paths.push(format!("{concrete}/child"));
+            paths.push(concrete.replacen("/x/y", "", 1));
+        }
+        paths.extend(["/", "/a", "/etc/passwd", "/usr/lib/os-release"].map(String::from));
+        for p in &paths {
+            let slow = KEEP_RULES.iter().any(|r| glob_match(r, p));
+            assert_eq!(wanted(p), slow, "{p}");
+        }
+        assert!(paths.iter().filter(|p| wanted(p)).count() > KEEP_RULES.len());
     }
 }

@@ -53,7 +53,7 @@ impl FetchStage {
             .await?;
         let digest = resolved.descriptor.image.digest.clone();
         tracing::info!(digest = %digest, platform = %resolved.descriptor.image.platform, "resolved");
-        if !req.force && self.store.get_analysis(&digest).await?.is_some() {
+        if !req.force && self.store.has_analysis(&digest).await? {
             tracing::info!(digest = %digest, "analysis exists; straight to match");
             let out = AnalyzedImage {
                 request: Some(ctx.clone()),

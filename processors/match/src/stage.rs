@@ -3,15 +3,20 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
+use futures::{StreamExt, TryStreamExt};
 use tracing::Instrument;
 use vigil_contracts::codec;
 use vigil_contracts::{
-    AnalyzedImage, FailureKind, FeedDelta, MatchedImage, StageName, Subject, VulnDiff, VulnReport,
+    Advisory, AnalyzedImage, FailureKind, FeedDelta, MatchedImage, PackageKey, StageName, Subject,
+    VulnDiff, VulnReport,
 };
 use vigil_runtime::{now_millis, Outgoing, Stage, StageError};
 use vigil_store::Store;
 
 use crate::matcher::{diff, lookup_keys, match_packages};
+
+/// Advisory reads in flight at once while an image's keys are prefetched.
+const PREFETCH_CONCURRENCY: usize = 16;
 
 /// Matches analyses against stored advisories and keeps the reverse index current.
 pub struct MatchStage {
@@ -46,11 +51,17 @@ impl MatchStage {
             })?;
         // Prefetch the image's own keys; keys the matcher asks for beyond them (like-distro
         // fallback namespaces) are fetched and the match redone, a bounded number of times.
-        let mut advisories = BTreeMap::new();
-        for k in lookup_keys(&analysis) {
-            let a = self.store.get_advisories(&k).await?;
-            advisories.insert(k, a);
-        }
+        // A few reads in flight at once: an image has a key per package.
+        let store = &self.store;
+        let mut advisories: BTreeMap<PackageKey, Vec<Advisory>> =
+            futures::stream::iter(lookup_keys(&analysis))
+                .map(|k| async move {
+                    let a = store.get_advisories(&k).await?;
+                    Ok::<_, StageError>((k, a))
+                })
+                .buffered(PREFETCH_CONCURRENCY)
+                .try_collect()
+                .await?;
         let mut rounds = 0;
         let outcome = loop {
             let mut missing = BTreeSet::new();

@@ -41,6 +41,17 @@ pub trait BlobStore: Send + Sync {
     /// `max_size` bytes). Returns the byte count.
     async fn put(&self, digest: &str, reader: BlobReader, max_size: u64) -> Result<u64, BlobError>;
     async fn open(&self, digest: &str) -> Result<BlobReader, BlobError>;
+    /// The blob as a blocking reader, for a consumer on a blocking thread. The default
+    /// bridges [`BlobStore::open`]'s stream; a local file is read directly instead,
+    /// without a hop to the async runtime on every read.
+    async fn open_blocking(
+        &self,
+        digest: &str,
+    ) -> Result<Box<dyn std::io::Read + Send>, BlobError> {
+        Ok(Box::new(tokio_util::io::SyncIoBridge::new(
+            self.open(digest).await?,
+        )))
+    }
     async fn delete(&self, digest: &str) -> Result<(), BlobError>;
 }
 
@@ -122,9 +133,11 @@ impl BlobStore for LocalBlobStore {
             sha256_hex(digest)?,
             std::process::id()
         ));
-        let mut f = tokio::fs::File::create(&tmp)
+        let f = tokio::fs::File::create(&tmp)
             .await
             .map_err(|e| io(digest, e))?;
+        // Large writes: each write to a tokio file is a hop to the blocking pool.
+        let mut f = tokio::io::BufWriter::with_capacity(1 << 20, f);
         match copy_verified(digest, reader, &mut f, max_size).await {
             Ok(n) => {
                 drop(f);
@@ -148,6 +161,21 @@ impl BlobStore for LocalBlobStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 Err(BlobError::NotFound(digest.to_string()))
             }
+            Err(e) => Err(io(digest, e)),
+        }
+    }
+
+    async fn open_blocking(
+        &self,
+        digest: &str,
+    ) -> Result<Box<dyn std::io::Read + Send>, BlobError> {
+        let path = self.path(digest)?;
+        match tokio::task::spawn_blocking(move || std::fs::File::open(path)).await {
+            Ok(Ok(f)) => Ok(Box::new(f)),
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(BlobError::NotFound(digest.to_string()))
+            }
+            Ok(Err(e)) => Err(io(digest, e)),
             Err(e) => Err(io(digest, e)),
         }
     }

@@ -616,8 +616,10 @@ async fn typed_layer_index(s: &Store, x: &str) {
 async fn typed_analysis(s: &Store, x: &str) {
     let d = format!("sha256:{x}image");
     assert_eq!(ok("get_analysis", s.get_analysis(&d).await), None);
+    assert!(!ok("has_analysis", s.has_analysis(&d).await));
     let mut a = sample_analysis(&d);
     ok("put_analysis", s.put_analysis(&a).await);
+    assert!(ok("has_analysis", s.has_analysis(&d).await));
     assert_eq!(
         ok("get_analysis", s.get_analysis(&d).await),
         Some(a.clone())

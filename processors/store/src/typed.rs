@@ -38,6 +38,9 @@ pub fn package_partition(k: &PackageKey) -> String {
     format!("{}|{}", k.namespace, k.package)
 }
 
+/// Records at least this large are decoded on the blocking pool.
+const LARGE_RECORD: usize = 256 * 1024;
+
 const BUNDLES: &str = "bundles";
 const FEEDS: &str = "feeds";
 const META_POLICY: &str = "policy";
@@ -59,13 +62,22 @@ impl Store {
         &self.backend
     }
 
-    async fn get_one<T: Record>(
+    async fn get_one<T: Record + Send + 'static>(
         &self,
         table: Table,
         partition: &str,
         sort: &str,
     ) -> Result<Option<T>, StoreError> {
         match self.backend.get(table, partition, sort).await? {
+            // A large record (a layer index, an analysis) takes milliseconds to decode:
+            // off the async workers, and side by side when several are read at once.
+            Some(b) if b.len() >= LARGE_RECORD => {
+                let key = partition.to_string();
+                tokio::task::spawn_blocking(move || dec(table, &key, &b))
+                    .await
+                    .map_err(|e| StoreError::Backend(format!("decoding task: {e}")))?
+                    .map(Some)
+            }
             Some(b) => Ok(Some(dec(table, partition, &b)?)),
             None => Ok(None),
         }
@@ -124,6 +136,15 @@ impl Store {
         self.backend
             .put(Table::Analysis, &a.descriptor.image.digest, "", v)
             .await
+    }
+
+    /// Whether an analysis is stored for the image (read, not decoded).
+    pub async fn has_analysis(&self, image_digest: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .backend
+            .get(Table::Analysis, image_digest, "")
+            .await?
+            .is_some())
     }
 
     pub async fn get_analysis(&self, image_digest: &str) -> Result<Option<Analysis>, StoreError> {

@@ -336,7 +336,7 @@ async fn scan(mut cfg: Config, a: ScanArgs, default_format: Format) -> Result<Ex
                 started.elapsed().as_secs_f32()
             );
         } else {
-            eprintln!("[{:>5.3}s] {stage}", started.elapsed().as_secs_f32());
+            eprintln!("[{:>5.1}s] {stage}", started.elapsed().as_secs_f32());
         }
     }));
     let request = RequestContext {

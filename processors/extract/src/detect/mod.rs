@@ -308,7 +308,7 @@ impl FileScan {
     /// Search the text file in `self.full`: on the worker when there is one (the buffer
     /// goes with it), else here, straight into `idx`.
     fn search_text(&mut self, path: &str, idx: &mut LayerIndex) {
-        if let Some(q) = &self.text_queue {
+        if let Some(q) = &mut self.text_queue {
             if q.submit(path, &mut self.full) {
                 return;
             }

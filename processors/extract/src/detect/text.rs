@@ -11,8 +11,12 @@ use vigil_contracts::SecretHit;
 
 use super::secrets::SecretScanner;
 
-/// Most files waiting for the worker (each at most `secret_max_file_bytes`).
-const QUEUE: usize = 8;
+/// Most batches waiting for the worker.
+const QUEUE: usize = 4;
+/// A batch goes to the worker once it holds this many bytes or files: handing files over
+/// one by one would cost a thread wake-up each (thousands per layer).
+const BATCH_BYTES: usize = 256 * 1024;
+const BATCH_FILES: usize = 64;
 
 /// The compiled searches: secret rules and content-search regexes.
 #[derive(Debug)]
@@ -46,25 +50,53 @@ impl TextSearch {
     }
 }
 
-/// The handing-over end, held by the file scanner.
+type Batch = Vec<(String, Vec<u8>)>;
+
+/// The handing-over end, held by the file scanner. Dropping it hands over what is
+/// still batched and lets the worker end.
 pub struct TextQueue {
-    jobs: SyncSender<(String, Vec<u8>)>,
-    spare: Receiver<Vec<u8>>,
+    jobs: SyncSender<Batch>,
+    batch: Batch,
+    batch_bytes: usize,
+    /// Emptied buffers, back from the worker.
+    spare: Receiver<Vec<Vec<u8>>>,
+    free: Vec<Vec<u8>>,
 }
 
 impl TextQueue {
     /// Hand `text` (a file's whole content) over; it is replaced by an emptied buffer
     /// from an earlier file when one has come back. `false` when the worker is gone:
     /// `text` is left as it was.
-    pub fn submit(&self, path: &str, text: &mut Vec<u8>) -> bool {
-        let spare = self.spare.try_recv().unwrap_or_default();
-        let job = std::mem::replace(text, spare);
-        match self.jobs.send((path.to_string(), job)) {
+    pub fn submit(&mut self, path: &str, text: &mut Vec<u8>) -> bool {
+        if self.free.is_empty() {
+            if let Ok(back) = self.spare.try_recv() {
+                self.free = back;
+            }
+        }
+        let job = std::mem::replace(text, self.free.pop().unwrap_or_default());
+        self.batch_bytes += job.len();
+        self.batch.push((path.to_string(), job));
+        if self.batch_bytes < BATCH_BYTES && self.batch.len() < BATCH_FILES {
+            return true;
+        }
+        self.batch_bytes = 0;
+        match self.jobs.send(std::mem::take(&mut self.batch)) {
             Ok(()) => true,
             Err(back) => {
-                *text = back.0 .1;
+                // The worker is gone: this file stays with the caller; the rest of the
+                // batch is lost with the worker's hits (it panicked).
+                let mut lost = back.0;
+                *text = lost.pop().map(|(_, t)| t).unwrap_or_default();
                 false
             }
+        }
+    }
+}
+
+impl Drop for TextQueue {
+    fn drop(&mut self) {
+        if !self.batch.is_empty() {
+            let _ = self.jobs.send(std::mem::take(&mut self.batch));
         }
     }
 }
@@ -75,21 +107,34 @@ pub fn spawn<'scope>(
     scope: &'scope Scope<'scope, '_>,
     search: Arc<TextSearch>,
 ) -> (TextQueue, ScopedJoinHandle<'scope, TextHits>) {
-    let (jobs, rx) = sync_channel::<(String, Vec<u8>)>(QUEUE);
-    let (spare_tx, spare): (Sender<Vec<u8>>, _) = channel();
+    let (jobs, rx) = sync_channel::<Batch>(QUEUE);
+    let (spare_tx, spare): (Sender<Vec<Vec<u8>>>, _) = channel();
     let handle = scope.spawn(move || {
         let mut hits = TextHits::default();
-        for (path, mut text) in rx {
-            search.search(&path, &text, &mut hits);
-            // Large buffers are not kept around between files.
-            if text.capacity() <= 1 << 20 {
-                text.clear();
-                let _ = spare_tx.send(text);
+        for batch in rx {
+            let mut emptied = Vec::with_capacity(batch.len());
+            for (path, mut text) in batch {
+                search.search(&path, &text, &mut hits);
+                // Large buffers are not kept around between files.
+                if text.capacity() <= 1 << 20 {
+                    text.clear();
+                    emptied.push(text);
+                }
             }
+            let _ = spare_tx.send(emptied);
         }
         hits
     });
-    (TextQueue { jobs, spare }, handle)
+    (
+        TextQueue {
+            jobs,
+            batch: Vec::new(),
+            batch_bytes: 0,
+            spare,
+            free: Vec::new(),
+        },
+        handle,
+    )
 }
 
 #[cfg(test)]
@@ -111,10 +156,13 @@ mod tests {
                 .unwrap(),
             ),
         });
-        let files: Vec<(String, Vec<u8>)> = (0..50)
+        let files: Vec<(String, Vec<u8>)> = (0..500)
             .map(|i| {
                 let body = match i % 3 {
-                    0 => format!("x = 1\naws_access_key_id = AKIAZZZZZZZZZZZZZZ{i:02}\n"),
+                    0 => format!(
+                        "x = 1\naws_access_key_id = AKIAZZZZZZZZZZZZZZ{:02}\n",
+                        i % 100
+                    ),
                     1 => format!("needle {i}\n"),
                     _ => "nothing here\n".to_string(),
                 };
@@ -126,7 +174,7 @@ mod tests {
             search.search(p, t, &mut inline);
         }
         let threaded = std::thread::scope(|s| {
-            let (queue, worker) = spawn(s, search.clone());
+            let (mut queue, worker) = spawn(s, search.clone());
             for (p, t) in &files {
                 let mut buf = t.clone();
                 assert!(queue.submit(p, &mut buf));
@@ -136,8 +184,8 @@ mod tests {
             drop(queue);
             worker.join().unwrap()
         });
-        assert_eq!(inline.secrets.len(), 17);
-        assert_eq!(inline.content.len(), 17);
+        assert_eq!(inline.secrets.len(), 167);
+        assert_eq!(inline.content.len(), 167);
         assert_eq!(threaded.secrets, inline.secrets);
         assert_eq!(threaded.content, inline.content);
     }
