@@ -350,7 +350,9 @@ impl Stage for AnalyzeStage {
                 ms = started.elapsed().as_millis() as u64,
                 "analyzed"
             );
-            self.store.put_analysis(&a).await?;
+            self.store
+                .put_analysis_shared(std::sync::Arc::new(a))
+                .await?;
             let digest = msg.descriptor.image.digest.clone();
             Ok(vec![Outgoing::record(
                 Subject::Stage(StageName::Match),

@@ -122,7 +122,7 @@ pub async fn evaluate_stored(
     now: UnixMillis,
 ) -> Result<Evaluation, PolicyStoreError> {
     let analysis = store
-        .get_analysis(image_digest)
+        .get_analysis_shared(image_digest)
         .await?
         .ok_or_else(|| PolicyStoreError::NotFound(format!("analysis of {image_digest}")))?;
     let report = store.get_vuln_report(image_digest).await?.ok_or_else(|| {

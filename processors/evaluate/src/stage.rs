@@ -105,7 +105,7 @@ impl EvaluateStage {
         tag: Option<&str>,
         now: i64,
     ) -> Result<Option<(Evaluation, Option<Action>)>, StageError> {
-        let Some(analysis) = self.store.get_analysis(digest).await? else {
+        let Some(analysis) = self.store.get_analysis_shared(digest).await? else {
             return Ok(None);
         };
         let Some(report) = self.store.get_vuln_report(digest).await? else {

@@ -41,7 +41,7 @@ impl MatchStage {
     pub async fn match_image(&self, image_digest: &str) -> Result<ImageMatch, StageError> {
         let analysis = self
             .store
-            .get_analysis(image_digest)
+            .get_analysis_shared(image_digest)
             .await?
             .ok_or_else(|| {
                 StageError::new(

@@ -141,9 +141,13 @@ impl NotifyStage {
         let at = ev.evaluated_at;
 
         if let Some(req) = &msg.request {
-            let analysis = self.store.get_analysis(digest).await?.ok_or_else(|| {
-                StageError::internal(format!("no stored analysis for image {digest}"))
-            })?;
+            let analysis = self
+                .store
+                .get_analysis_shared(digest)
+                .await?
+                .ok_or_else(|| {
+                    StageError::internal(format!("no stored analysis for image {digest}"))
+                })?;
             let report = self.store.get_vuln_report(digest).await?.ok_or_else(|| {
                 StageError::internal(format!("no stored vulnerability report for image {digest}"))
             })?;

@@ -634,6 +634,32 @@ async fn typed_analysis(s: &Store, x: &str) {
     );
     let other = format!("sha256:{x}image2");
     assert_eq!(ok("get_analysis", s.get_analysis(&other).await), None);
+
+    // The shared reads see every write, whichever way it was made.
+    let shared = |r: Result<Option<std::sync::Arc<Analysis>>, StoreError>| {
+        ok("get_analysis_shared", r).map(|a| (*a).clone())
+    };
+    let mut b = sample_analysis(&d);
+    b.analyzer_version = 7;
+    ok(
+        "put_analysis_shared",
+        s.put_analysis_shared(std::sync::Arc::new(b.clone())).await,
+    );
+    assert_eq!(shared(s.get_analysis_shared(&d).await), Some(b.clone()));
+    assert_eq!(
+        ok("get_analysis", s.get_analysis(&d).await),
+        Some(b.clone())
+    );
+    b.analyzer_version = 8;
+    b.packages.clear();
+    ok("put_analysis", s.put_analysis(&b).await);
+    assert_eq!(
+        shared(s.get_analysis_shared(&d).await),
+        Some(b.clone()),
+        "a plain put_analysis must not leave an older shared copy"
+    );
+    assert_eq!(shared(s.get_analysis_shared(&other).await), None);
+    assert_eq!(shared(s.get_analysis_shared(&d).await), Some(b));
 }
 
 /// A stored record of the wrong kind is a codec error, not a silent misread.

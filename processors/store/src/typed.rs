@@ -1,7 +1,7 @@
 //! The typed store: what keys mean and how records are encoded. Shared by all backends.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use vigil_contracts::codec::{self, Record};
 use vigil_contracts::{
@@ -16,6 +16,11 @@ use crate::StoreError;
 #[derive(Clone)]
 pub struct Store {
     backend: Arc<dyn Backend>,
+    /// The embedded store's last analysis written or read, decoded, shared by the
+    /// stages of the one process that owns the file (match, evaluate and notify each
+    /// read the analysis the analyze stage just wrote: megabytes of file entries to
+    /// decode three times). `None` for a shared backend, which other processes write.
+    recent_analysis: Option<Arc<Mutex<Option<Arc<Analysis>>>>>,
 }
 
 fn enc<T: Record>(table: Table, r: &T) -> Result<Vec<u8>, StoreError> {
@@ -48,14 +53,45 @@ const META_ACTIVE: &str = "active";
 
 impl Store {
     pub fn new(backend: Arc<dyn Backend>) -> Self {
-        Store { backend }
+        Store {
+            backend,
+            recent_analysis: None,
+        }
     }
 
-    /// Open (or create) the embedded single-file store.
+    /// Open (or create) the embedded single-file store. The file is this process's
+    /// alone (redb locks it), so decoded analyses may be kept between reads.
     pub fn open_embedded(path: &Path) -> Result<Self, StoreError> {
-        Ok(Store::new(Arc::new(
-            crate::embedded::EmbeddedBackend::open(path)?,
-        )))
+        Ok(Store {
+            recent_analysis: Some(Arc::default()),
+            ..Store::new(Arc::new(crate::embedded::EmbeddedBackend::open(path)?))
+        })
+    }
+
+    /// The kept analysis, when it is the one of `image_digest`.
+    fn recent(&self, image_digest: &str) -> Option<Arc<Analysis>> {
+        let slot = self.recent_analysis.as_ref()?.lock().ok()?;
+        slot.as_ref()
+            .filter(|a| a.descriptor.image.digest == image_digest)
+            .cloned()
+    }
+
+    /// Keep `a` as the recent analysis, or forget the kept one of its image (`None`).
+    fn keep_recent(&self, image_digest: &str, a: Option<Arc<Analysis>>) {
+        if let Some(slot) = &self.recent_analysis {
+            if let Ok(mut slot) = slot.lock() {
+                match a {
+                    Some(a) => *slot = Some(a),
+                    None if slot
+                        .as_ref()
+                        .is_some_and(|k| k.descriptor.image.digest == image_digest) =>
+                    {
+                        *slot = None
+                    }
+                    None => {}
+                }
+            }
+        }
     }
 
     pub fn backend(&self) -> &Arc<dyn Backend> {
@@ -132,10 +168,35 @@ impl Store {
     // ---- analyses ------------------------------------------------------------------
 
     pub async fn put_analysis(&self, a: &Analysis) -> Result<(), StoreError> {
+        let digest = &a.descriptor.image.digest;
+        self.keep_recent(digest, None);
         let v = enc(Table::Analysis, a)?;
-        self.backend
-            .put(Table::Analysis, &a.descriptor.image.digest, "", v)
-            .await
+        self.backend.put(Table::Analysis, digest, "", v).await
+    }
+
+    /// [`Store::put_analysis`], keeping the written analysis for
+    /// [`Store::get_analysis_shared`] (embedded store).
+    pub async fn put_analysis_shared(&self, a: Arc<Analysis>) -> Result<(), StoreError> {
+        self.put_analysis(&a).await?;
+        let digest = a.descriptor.image.digest.clone();
+        self.keep_recent(&digest, Some(a));
+        Ok(())
+    }
+
+    /// The analysis of an image, shared: with the embedded store, the one just written
+    /// or read is not decoded again.
+    pub async fn get_analysis_shared(
+        &self,
+        image_digest: &str,
+    ) -> Result<Option<Arc<Analysis>>, StoreError> {
+        if let Some(a) = self.recent(image_digest) {
+            return Ok(Some(a));
+        }
+        let a = self.get_analysis(image_digest).await?.map(Arc::new);
+        if let Some(a) = &a {
+            self.keep_recent(image_digest, Some(a.clone()));
+        }
+        Ok(a)
     }
 
     /// Whether an analysis is stored for the image (read, not decoded).
