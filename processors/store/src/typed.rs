@@ -43,6 +43,9 @@ pub fn package_partition(k: &PackageKey) -> String {
     format!("{}|{}", k.namespace, k.package)
 }
 
+/// Sort key of the row beside each layer index that holds its extractor version.
+const LAYER_VERSION_ROW: &str = "extractor_version";
+
 /// Records at least this large are decoded on the blocking pool.
 const LARGE_RECORD: usize = 256 * 1024;
 
@@ -132,10 +135,24 @@ impl Store {
 
     // ---- layer indexes -------------------------------------------------------------
 
+    /// Store a layer index, and beside it (same partition, in the same batch) its
+    /// extractor version alone, which [`Store::has_layer_index`] reads.
     pub async fn put_layer_index(&self, idx: &LayerIndex) -> Result<(), StoreError> {
         let v = enc(Table::LayerIndex, idx)?;
+        let row = |sort: &str, value: Vec<u8>| Write::Put {
+            table: Table::LayerIndex,
+            partition: idx.layer_digest.clone(),
+            sort: sort.to_string(),
+            value,
+        };
         self.backend
-            .put(Table::LayerIndex, &idx.layer_digest, "", v)
+            .write_batch(vec![
+                row("", v),
+                row(
+                    LAYER_VERSION_ROW,
+                    idx.extractor_version.to_string().into_bytes(),
+                ),
+            ])
             .await
     }
 
@@ -149,8 +166,20 @@ impl Store {
         digest: &str,
         extractor_version: u32,
     ) -> Result<bool, StoreError> {
-        // Only the version is read: decoding a whole index (thousands of entries) to
-        // answer yes or no would cost as much as using it.
+        // Only the version is read: reading a whole index (megabytes) to answer yes or
+        // no would cost as much as using it.
+        if let Some(v) = self
+            .backend
+            .get(Table::LayerIndex, digest, LAYER_VERSION_ROW)
+            .await?
+        {
+            return Ok(std::str::from_utf8(&v)
+                .ok()
+                .and_then(|v| v.parse::<u32>().ok())
+                == Some(extractor_version));
+        }
+        // An index stored before the version row existed: its version is the first
+        // field of the record, read without decoding the rest.
         let Some(b) = self.backend.get(Table::LayerIndex, digest, "").await? else {
             return Ok(false);
         };
