@@ -4,7 +4,7 @@
 //! which the files were handed over, so the index is the same as a search done inline.
 
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{Scope, ScopedJoinHandle};
 
 use vigil_contracts::SecretHit;
@@ -17,6 +17,26 @@ const QUEUE: usize = 4;
 /// one by one would cost a thread wake-up each (thousands per layer).
 const BATCH_BYTES: usize = 256 * 1024;
 const BATCH_FILES: usize = 64;
+/// Most bytes of text handed over and not searched yet. A batch that would pass it waits
+/// until the worker has caught up (one larger than it, until the worker is idle), so a
+/// large `secret_max_file_bytes` costs about twice the largest file, as a search done
+/// inline would cost once, not once per queued batch.
+const IN_FLIGHT_BYTES: usize = 1 << 20;
+
+/// Bytes handed over and not searched yet; `None` once the worker has ended.
+type InFlight = Arc<(Mutex<Option<usize>>, Condvar)>;
+
+/// Marks the worker's end (also when it panics), waking a waiting [`TextQueue`].
+struct Ended(InFlight);
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        if let Ok(mut n) = self.0 .0.lock() {
+            *n = None;
+        }
+        self.0 .1.notify_all();
+    }
+}
 
 /// The compiled searches: secret rules and content-search regexes.
 #[derive(Debug)]
@@ -61,9 +81,38 @@ pub struct TextQueue {
     /// Emptied buffers, back from the worker.
     spare: Receiver<Vec<Vec<u8>>>,
     free: Vec<Vec<u8>>,
+    in_flight: InFlight,
 }
 
 impl TextQueue {
+    /// Count `bytes` as handed over, first waiting while they would pass
+    /// [`IN_FLIGHT_BYTES`] (returns at once if the worker has ended).
+    fn reserve(&self, bytes: usize) {
+        let (n, caught_up) = &*self.in_flight;
+        let Ok(mut n) = n.lock() else {
+            return;
+        };
+        while let Some(now) = *n {
+            if now == 0 || now + bytes <= IN_FLIGHT_BYTES {
+                *n = Some(now + bytes);
+                return;
+            }
+            n = match caught_up.wait(n) {
+                Ok(n) => n,
+                Err(_) => return,
+            };
+        }
+    }
+
+    /// Hand the batch over; the batch back when the worker is gone.
+    fn send_batch(&mut self) -> Result<(), Batch> {
+        let bytes = std::mem::take(&mut self.batch_bytes);
+        self.reserve(bytes);
+        self.jobs
+            .send(std::mem::take(&mut self.batch))
+            .map_err(|back| back.0)
+    }
+
     /// Hand `text` (a file's whole content) over; it is replaced by an emptied buffer
     /// from an earlier file when one has come back. `false` when the worker is gone:
     /// `text` is left as it was.
@@ -79,13 +128,11 @@ impl TextQueue {
         if self.batch_bytes < BATCH_BYTES && self.batch.len() < BATCH_FILES {
             return true;
         }
-        self.batch_bytes = 0;
-        match self.jobs.send(std::mem::take(&mut self.batch)) {
+        match self.send_batch() {
             Ok(()) => true,
-            Err(back) => {
+            Err(mut lost) => {
                 // The worker is gone: this file stays with the caller; the rest of the
                 // batch is lost with the worker's hits (it panicked).
-                let mut lost = back.0;
                 *text = lost.pop().map(|(_, t)| t).unwrap_or_default();
                 false
             }
@@ -96,7 +143,7 @@ impl TextQueue {
 impl Drop for TextQueue {
     fn drop(&mut self) {
         if !self.batch.is_empty() {
-            let _ = self.jobs.send(std::mem::take(&mut self.batch));
+            let _ = self.send_batch();
         }
     }
 }
@@ -109,9 +156,13 @@ pub fn spawn<'scope>(
 ) -> (TextQueue, ScopedJoinHandle<'scope, TextHits>) {
     let (jobs, rx) = sync_channel::<Batch>(QUEUE);
     let (spare_tx, spare): (Sender<Vec<Vec<u8>>>, _) = channel();
+    let in_flight: InFlight = Arc::new((Mutex::new(Some(0)), Condvar::new()));
+    let ended = Ended(in_flight.clone());
     let handle = scope.spawn(move || {
+        let ended = ended;
         let mut hits = TextHits::default();
         for batch in rx {
+            let bytes: usize = batch.iter().map(|(_, t)| t.len()).sum();
             let mut emptied = Vec::with_capacity(batch.len());
             for (path, mut text) in batch {
                 search.search(&path, &text, &mut hits);
@@ -122,6 +173,13 @@ pub fn spawn<'scope>(
                 }
             }
             let _ = spare_tx.send(emptied);
+            let (n, caught_up) = &*ended.0;
+            if let Ok(mut n) = n.lock() {
+                if let Some(now) = n.as_mut() {
+                    *now = now.saturating_sub(bytes);
+                }
+            }
+            caught_up.notify_all();
         }
         hits
     });
@@ -132,6 +190,7 @@ pub fn spawn<'scope>(
             batch_bytes: 0,
             spare,
             free: Vec::new(),
+            in_flight,
         },
         handle,
     )
@@ -188,5 +247,36 @@ mod tests {
         assert_eq!(inline.content.len(), 167);
         assert_eq!(threaded.secrets, inline.secrets);
         assert_eq!(threaded.content, inline.content);
+    }
+
+    #[test]
+    fn files_larger_than_the_in_flight_budget_wait_their_turn_and_keep_order() {
+        let search = Arc::new(TextSearch {
+            secrets: Some(SecretScanner::default_rules()),
+            content: None,
+        });
+        // Each file alone passes the budget: each waits until the worker is idle.
+        let big = |i: usize| {
+            let mut t = vec![b'x'; IN_FLIGHT_BYTES + 10];
+            t.extend_from_slice(
+                format!("\naws_access_key_id = AKIAZZZZZZZZZZZZZZ{i:02}\n").as_bytes(),
+            );
+            t
+        };
+        let hits = std::thread::scope(|s| {
+            let (mut queue, worker) = spawn(s, search.clone());
+            for i in 0..6 {
+                let mut t = big(i);
+                assert!(queue.submit(&format!("/big{i}"), &mut t));
+            }
+            drop(queue);
+            worker.join().unwrap()
+        });
+        let paths: Vec<&str> = hits.secrets.iter().map(|h| h.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["/big0", "/big1", "/big2", "/big3", "/big4", "/big5"]
+        );
+        assert!(hits.secrets.iter().all(|h| h.line == 2));
     }
 }
