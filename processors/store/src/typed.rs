@@ -135,24 +135,18 @@ impl Store {
 
     // ---- layer indexes -------------------------------------------------------------
 
-    /// Store a layer index, and beside it (same partition, in the same batch) its
-    /// extractor version alone, which [`Store::has_layer_index`] reads.
+    /// Store a layer index, then beside it (same partition) its extractor version alone,
+    /// which [`Store::has_layer_index`] reads. Two writes, not a batch: an index is
+    /// megabytes, over ScyllaDB's batch size limit. The order keeps them consistent: a
+    /// version row always has its index, and an index whose row was not written yet is
+    /// read from the record's own version field.
     pub async fn put_layer_index(&self, idx: &LayerIndex) -> Result<(), StoreError> {
         let v = enc(Table::LayerIndex, idx)?;
-        let row = |sort: &str, value: Vec<u8>| Write::Put {
-            table: Table::LayerIndex,
-            partition: idx.layer_digest.clone(),
-            sort: sort.to_string(),
-            value,
-        };
+        let d = &idx.layer_digest;
+        self.backend.put(Table::LayerIndex, d, "", v).await?;
+        let version = idx.extractor_version.to_string().into_bytes();
         self.backend
-            .write_batch(vec![
-                row("", v),
-                row(
-                    LAYER_VERSION_ROW,
-                    idx.extractor_version.to_string().into_bytes(),
-                ),
-            ])
+            .put(Table::LayerIndex, d, LAYER_VERSION_ROW, version)
             .await
     }
 
