@@ -23,6 +23,10 @@ const BATCH_FILES: usize = 64;
 /// inline would cost once, not once per queued batch.
 const IN_FLIGHT_BYTES: usize = 1 << 20;
 
+/// Largest buffer the worker hands back for reuse (most source files are smaller); larger
+/// ones are freed, so buffers in circulation hold at most this much each.
+const RECYCLE_MAX_BYTES: usize = 16 * 1024;
+
 /// Bytes handed over and not searched yet; `None` once the worker has ended.
 type InFlight = Arc<(Mutex<Option<usize>>, Condvar)>;
 
@@ -166,8 +170,9 @@ pub fn spawn<'scope>(
             let mut emptied = Vec::with_capacity(batch.len());
             for (path, mut text) in batch {
                 search.search(&path, &text, &mut hits);
-                // Large buffers are not kept around between files.
-                if text.capacity() <= 1 << 20 {
+                // Only small buffers go back for reuse: a buffer keeps the capacity of
+                // the largest file it held, and hundreds are in circulation.
+                if text.capacity() <= RECYCLE_MAX_BYTES {
                     text.clear();
                     emptied.push(text);
                 }
