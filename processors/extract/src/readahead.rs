@@ -60,7 +60,7 @@ pub(crate) fn spawn<'scope, R: Read + Send + 'scope>(
 
 /// Fill `buf` from `r` as far as it goes: the number of bytes read, and the error that
 /// stopped it early, if one did.
-fn fill(r: &mut impl Read, buf: &mut [u8]) -> (usize, Option<io::Error>) {
+pub(crate) fn fill(r: &mut impl Read, buf: &mut [u8]) -> (usize, Option<io::Error>) {
     let mut n = 0;
     while n < buf.len() {
         match r.read(&mut buf[n..]) {
