@@ -11,9 +11,12 @@
 //!   the configurable retrieved files. Results land in `LayerIndex.{secrets, packages,
 //!   kept}` and `FileEntry.{sha256, sha1, md5}`.
 //! * [`ExtractStage`]: the stage: blob cache in, layer index to the store, blob deleted.
+//! * [`IndexingBlobs`]: a blob cache that indexes each layer while it downloads, for a
+//!   process that runs fetch and extract together (`vigil scan`).
 
 pub mod detect;
 pub mod index;
+pub mod inline;
 pub mod path;
 mod readahead;
 
@@ -28,6 +31,7 @@ use vigil_store::Store;
 
 pub use detect::secrets::SecretRule;
 pub use index::{detect, index_layer, Detected, ExtractError, ExtractLimits};
+pub use inline::IndexingBlobs;
 pub use path::{glob_match, normalize, wanted, KEEP_RULES};
 
 /// Version of the index format; an index written by another version is redone.

@@ -139,3 +139,162 @@ async fn stage_reports_a_corrupt_layer_as_malformed() {
     assert_eq!(err.kind, FailureKind::MalformedImage, "{err}");
     assert!(err.message.contains(&digest));
 }
+
+/// A reader that hands out at most `step` bytes per read, so that a blob arrives in many
+/// chunks as from a network.
+struct Trickle {
+    data: Vec<u8>,
+    at: usize,
+    step: usize,
+}
+
+impl tokio::io::AsyncRead for Trickle {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let n = self
+            .step
+            .min(buf.remaining())
+            .min(self.data.len() - self.at);
+        let at = self.at;
+        buf.put_slice(&self.data[at..at + n]);
+        self.at += n;
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+fn trickle(data: Vec<u8>) -> vigil_runtime::blobs::BlobReader {
+    Box::pin(Trickle {
+        data,
+        at: 0,
+        step: 100_000,
+    })
+}
+
+#[tokio::test]
+async fn indexing_blobs_index_a_layer_while_it_is_put() {
+    let layout = testbed::oci_layout("debian-base");
+    let layers = vigil_testkit::testbed::layers(&layout, None);
+    let path = vigil_testkit::testbed::blob_path(&layout, &layers[0]);
+    let data = std::fs::read(&path).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open_embedded(&tmp.path().join("store.redb")).unwrap();
+    let local: Arc<dyn BlobStore> = Arc::new(LocalBlobStore::new(tmp.path().join("blobs")));
+    let blobs =
+        vigil_extract::IndexingBlobs::new(local.clone(), store.clone(), ExtractLimits::default());
+
+    let n = blobs
+        .put(&layers[0], trickle(data.clone()), u64::MAX)
+        .await
+        .unwrap();
+    assert_eq!(n, data.len() as u64);
+    // The blob is staged as by the plain cache, and its index is stored: the same index
+    // as the extract stage makes from the staged file.
+    assert!(local.has(&layers[0]).await.unwrap());
+    assert!(store
+        .has_layer_index(&layers[0], EXTRACTOR_VERSION)
+        .await
+        .unwrap());
+    let stored = store.get_layer_index(&layers[0]).await.unwrap().unwrap();
+    let direct = index_layer(
+        std::fs::File::open(&path).unwrap(),
+        &layers[0],
+        &ExtractLimits::default(),
+    )
+    .unwrap();
+    assert_eq!(stored, direct);
+
+    // The extract stage then only drops the staged blob.
+    let stage = ExtractStage::new(ExtractLimits::default(), store.clone(), local.clone());
+    let msg = FetchedImage {
+        request: RequestContext::new("req-3", "oci-dir:debian-base"),
+        descriptor: descriptor("sha256:img3", &layers),
+        to_extract: layers.clone(),
+        force: false,
+    };
+    stage
+        .handle(
+            &Subject::Stage(StageName::Extract),
+            &codec::encode(&msg).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert!(!local.has(&layers[0]).await.unwrap(), "blob deleted");
+}
+
+#[tokio::test]
+async fn indexing_blobs_store_no_index_for_a_blob_that_fails_its_digest() {
+    let layout = testbed::oci_layout("debian-base");
+    let layers = vigil_testkit::testbed::layers(&layout, None);
+    let data = std::fs::read(vigil_testkit::testbed::blob_path(&layout, &layers[0])).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open_embedded(&tmp.path().join("store.redb")).unwrap();
+    let local: Arc<dyn BlobStore> = Arc::new(LocalBlobStore::new(tmp.path().join("blobs")));
+    let blobs =
+        vigil_extract::IndexingBlobs::new(local.clone(), store.clone(), ExtractLimits::default());
+
+    // The layer's bytes under another digest: it indexes fine, the digest fails.
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    let err = blobs
+        .put(&wrong, trickle(data.clone()), u64::MAX)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, vigil_runtime::blobs::BlobError::DigestMismatch { .. }),
+        "{err}"
+    );
+    assert!(!local.has(&wrong).await.unwrap());
+    assert!(!store
+        .has_layer_index(&wrong, EXTRACTOR_VERSION)
+        .await
+        .unwrap());
+    assert!(store.get_layer_index(&wrong).await.unwrap().is_none());
+
+    // Over the size limit: refused, nothing stored.
+    let err = blobs
+        .put(&layers[0], trickle(data.clone()), data.len() as u64 / 2)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, vigil_runtime::blobs::BlobError::TooLarge { .. }),
+        "{err}"
+    );
+    assert!(store.get_layer_index(&layers[0]).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn indexing_blobs_leave_a_corrupt_layer_to_the_extract_stage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = Store::open_embedded(&tmp.path().join("store.redb")).unwrap();
+    let local: Arc<dyn BlobStore> = Arc::new(LocalBlobStore::new(tmp.path().join("blobs")));
+    let blobs =
+        vigil_extract::IndexingBlobs::new(local.clone(), store.clone(), ExtractLimits::default());
+    let data: Vec<u8> = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]
+        .into_iter()
+        .chain((0..400_000u32).map(|i| (i * 7 % 251) as u8))
+        .collect();
+    use sha2::Digest;
+    let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&data)));
+    // The download itself is fine: staged, but no index.
+    blobs.put(&digest, trickle(data), u64::MAX).await.unwrap();
+    assert!(local.has(&digest).await.unwrap());
+    assert!(store.get_layer_index(&digest).await.unwrap().is_none());
+    // The extract stage indexes the staged copy and reports the layer as malformed.
+    let stage = ExtractStage::new(ExtractLimits::default(), store, local);
+    let msg = FetchedImage {
+        request: RequestContext::new("req-4", "x"),
+        descriptor: descriptor("sha256:img4", std::slice::from_ref(&digest)),
+        to_extract: vec![digest.clone()],
+        force: false,
+    };
+    let err = stage
+        .handle(
+            &Subject::Stage(StageName::Extract),
+            &codec::encode(&msg).unwrap(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, FailureKind::MalformedImage, "{err}");
+}

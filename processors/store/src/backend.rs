@@ -9,6 +9,10 @@ use crate::StoreError;
 pub enum Table {
     /// partition = layer digest, sort = "".
     LayerIndex,
+    /// partition = layer digest, sort = "", value = the extractor version of the layer's
+    /// index, in decimal. Small rows of their own: asking whether a layer is indexed never
+    /// reads the pages of the (megabyte) indexes.
+    LayerVersion,
     /// partition = image digest, sort = "".
     Analysis,
     /// partition = `namespace|package`, sort = image digest, value = empty. The reverse index.
@@ -35,8 +39,9 @@ pub enum Table {
 }
 
 impl Table {
-    pub const ALL: [Table; 12] = [
+    pub const ALL: [Table; 13] = [
         Table::LayerIndex,
+        Table::LayerVersion,
         Table::Analysis,
         Table::PackageImages,
         Table::ImageKeys,
@@ -54,6 +59,7 @@ impl Table {
     pub fn name(&self) -> &'static str {
         match self {
             Table::LayerIndex => "layer_index",
+            Table::LayerVersion => "layer_version",
             Table::Analysis => "analysis",
             Table::PackageImages => "package_images",
             Table::ImageKeys => "image_keys",

@@ -43,9 +43,6 @@ pub fn package_partition(k: &PackageKey) -> String {
     format!("{}|{}", k.namespace, k.package)
 }
 
-/// Sort key of the row beside each layer index that holds its extractor version.
-const LAYER_VERSION_ROW: &str = "extractor_version";
-
 /// Records at least this large are decoded on the blocking pool.
 const LARGE_RECORD: usize = 256 * 1024;
 
@@ -135,57 +132,37 @@ impl Store {
 
     // ---- layer indexes -------------------------------------------------------------
 
-    /// Store a layer index, then beside it (same partition) its extractor version alone,
-    /// which [`Store::has_layer_index`] reads. Two writes, not a batch: an index is
+    /// Store a layer index, then its extractor version in the small `layer_version`
+    /// table, which [`Store::has_layer_index`] reads. Two writes, not a batch: an index is
     /// megabytes, over ScyllaDB's batch size limit. The order keeps them consistent: a
-    /// version row always has its index, and an index whose row was not written yet is
-    /// read from the record's own version field.
+    /// version row always has its index; an index whose row was not written (a crash
+    /// between the two) counts as absent and is made again.
     pub async fn put_layer_index(&self, idx: &LayerIndex) -> Result<(), StoreError> {
         let v = enc(Table::LayerIndex, idx)?;
         let d = &idx.layer_digest;
         self.backend.put(Table::LayerIndex, d, "", v).await?;
         let version = idx.extractor_version.to_string().into_bytes();
-        self.backend
-            .put(Table::LayerIndex, d, LAYER_VERSION_ROW, version)
-            .await
+        self.backend.put(Table::LayerVersion, d, "", version).await
     }
 
     pub async fn get_layer_index(&self, digest: &str) -> Result<Option<LayerIndex>, StoreError> {
         self.get_one(Table::LayerIndex, digest, "").await
     }
 
-    /// Whether a layer index written by `extractor_version` exists for the digest.
+    /// Whether a layer index written by `extractor_version` exists for the digest. Reads
+    /// only the version row: reading an index (megabytes) to answer yes or no would cost
+    /// as much as using it, and in the embedded store even a lookup that misses among the
+    /// indexes reads a page holding one of them.
     pub async fn has_layer_index(
         &self,
         digest: &str,
         extractor_version: u32,
     ) -> Result<bool, StoreError> {
-        // Only the version is read: reading a whole index (megabytes) to answer yes or
-        // no would cost as much as using it.
-        if let Some(v) = self
-            .backend
-            .get(Table::LayerIndex, digest, LAYER_VERSION_ROW)
-            .await?
-        {
-            return Ok(std::str::from_utf8(&v)
-                .ok()
-                .and_then(|v| v.parse::<u32>().ok())
-                == Some(extractor_version));
-        }
-        // An index stored before the version row existed: its version is the first
-        // field of the record, read without decoding the rest.
-        let Some(b) = self.backend.get(Table::LayerIndex, digest, "").await? else {
-            return Ok(false);
-        };
-        let found =
-            codec::peek_body_u64::<LayerIndex>(&b, "extractor_version").map_err(|source| {
-                StoreError::Codec {
-                    table: Table::LayerIndex.name(),
-                    key: digest.to_string(),
-                    source,
-                }
-            })?;
-        Ok(found == Some(u64::from(extractor_version)))
+        let v = self.backend.get(Table::LayerVersion, digest, "").await?;
+        Ok(v.as_deref()
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .and_then(|v| v.parse::<u32>().ok())
+            == Some(extractor_version))
     }
 
     // ---- analyses ------------------------------------------------------------------

@@ -315,7 +315,12 @@ async fn scan(mut cfg: Config, a: ScanArgs, default_format: Format) -> Result<Ex
         });
     }
     let store = wiring::open_store(&cfg).await?;
-    let blobs: Arc<dyn BlobStore> = Arc::new(LocalBlobStore::new(cfg.data_dir.join("blobs")));
+    // Fetch and extract run in this process: each layer is indexed while it downloads.
+    let blobs: Arc<dyn BlobStore> = Arc::new(vigil_extract::IndexingBlobs::new(
+        Arc::new(LocalBlobStore::new(cfg.data_dir.join("blobs"))),
+        store.clone(),
+        cfg.extract.clone(),
+    ));
     let mut runner = InProcess::new(cfg.nats.subjects());
     for s in [
         StageName::Fetch,
