@@ -97,16 +97,30 @@ impl NotifyStage {
     }
 
     /// Store the result once; on a redelivery the stored one is returned so that the
-    /// published bytes are identical.
-    async fn store_result(&self, fresh: ScanResult) -> Result<ScanResult, StageError> {
-        if self.store.put_scan_result(&fresh).await? {
-            return Ok(fresh);
+    /// published bytes are identical. Also returns the result's message, encoded once
+    /// for both the store and the publication.
+    async fn store_result(&self, fresh: ScanResult) -> Result<(ScanResult, Outgoing), StageError> {
+        let message = |r: &ScanResult, payload: Vec<u8>| Outgoing {
+            subject: Subject::Result(r.request_id.clone()),
+            msg_id: format!("result-{}", r.request_id),
+            payload,
+        };
+        let bytes = codec::encode(&fresh)?;
+        if self
+            .store
+            .put_encoded_scan_result(&fresh.request_id, bytes.clone())
+            .await?
+        {
+            let out = message(&fresh, bytes);
+            return Ok((fresh, out));
         }
-        Ok(self
+        let stored = self
             .store
             .get_scan_result(&fresh.request_id)
             .await?
-            .unwrap_or(fresh))
+            .unwrap_or(fresh);
+        let out = message(&stored, codec::encode(&stored)?);
+        Ok((stored, out))
     }
 
     async fn notification(
@@ -151,7 +165,7 @@ impl NotifyStage {
             let report = self.store.get_vuln_report(digest).await?.ok_or_else(|| {
                 StageError::internal(format!("no stored vulnerability report for image {digest}"))
             })?;
-            let result = self
+            let (_, result) = self
                 .store_result(ScanResult {
                     request_id: req.request_id.clone(),
                     status: ScanStatus::Succeeded,
@@ -182,11 +196,7 @@ impl NotifyStage {
                     platform_requests: Vec::new(),
                 })
                 .await?;
-            outs.push(Outgoing::record(
-                Subject::Result(req.request_id.clone()),
-                format!("result-{}", req.request_id),
-                &result,
-            )?);
+            outs.push(result);
             outs.push(
                 self.notification(
                     NotificationKind::AnalysisUpdate,
@@ -240,7 +250,7 @@ impl NotifyStage {
 
     async fn handle_failed(&self, msg: StageFailed) -> Result<Vec<Outgoing>, StageError> {
         let req = &msg.request;
-        let result = self
+        let (result, message) = self
             .store_result(ScanResult {
                 request_id: req.request_id.clone(),
                 status: ScanStatus::Failed,
@@ -255,11 +265,7 @@ impl NotifyStage {
             })
             .await?;
         let failure: Failure = result.failure.clone().unwrap_or(msg.failure.clone());
-        let mut outs = vec![Outgoing::record(
-            Subject::Result(req.request_id.clone()),
-            format!("result-{}", req.request_id),
-            &result,
-        )?];
+        let mut outs = vec![message];
         outs.push(
             self.notification(
                 NotificationKind::AnalysisUpdate,

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, TableHandle};
 
 use crate::backend::{Backend, Table, Write};
 use crate::StoreError;
@@ -74,7 +74,7 @@ struct WriteJob {
 }
 
 impl EmbeddedBackend {
-    /// Open or create the file, and create every table.
+    /// Open or create the file, and create every table that is missing.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(err)?;
@@ -83,11 +83,22 @@ impl EmbeddedBackend {
             .set_cache_size(CACHE_BYTES)
             .create(path)
             .map_err(err)?;
-        let tx = db.begin_write().map_err(err)?;
-        for t in Table::ALL {
-            tx.open_table(def(t)).map_err(err)?;
+        // A write (and its fsync) only when a table is missing: a new file, or one from
+        // a vigil with fewer tables.
+        let existing: std::collections::HashSet<String> = db
+            .begin_read()
+            .map_err(err)?
+            .list_tables()
+            .map_err(err)?
+            .map(|h| h.name().to_string())
+            .collect();
+        if Table::ALL.iter().any(|t| !existing.contains(t.name())) {
+            let tx = db.begin_write().map_err(err)?;
+            for t in Table::ALL {
+                tx.open_table(def(t)).map_err(err)?;
+            }
+            tx.commit().map_err(err)?;
         }
-        tx.commit().map_err(err)?;
         let db = Arc::new(db);
         let (queue, jobs) = std::sync::mpsc::channel::<WriteJob>();
         let wdb = db.clone();

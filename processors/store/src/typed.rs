@@ -443,8 +443,19 @@ impl Store {
     /// nothing and returns false.
     pub async fn put_scan_result(&self, r: &ScanResult) -> Result<bool, StoreError> {
         let v = enc(Table::ScanResult, r)?;
+        self.put_encoded_scan_result(&r.request_id, v).await
+    }
+
+    /// [`Store::put_scan_result`] of a result already encoded (`codec::encode` of a
+    /// `ScanResult` of `request_id`), for a caller that publishes the same bytes: a
+    /// result with its full report is a megabyte to encode.
+    pub async fn put_encoded_scan_result(
+        &self,
+        request_id: &str,
+        bytes: Vec<u8>,
+    ) -> Result<bool, StoreError> {
         self.backend
-            .put_if_absent(Table::ScanResult, &r.request_id, "", v)
+            .put_if_absent(Table::ScanResult, request_id, "", bytes)
             .await
     }
 

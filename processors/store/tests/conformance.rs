@@ -94,6 +94,39 @@ async fn embedded_store_is_durable_across_reopen() {
     );
 }
 
+#[tokio::test]
+async fn an_embedded_file_missing_a_table_gains_it_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vigil.redb");
+    // A file as an older vigil left it: some tables, not layer_version.
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let tx = db.begin_write().unwrap();
+        let def: redb::TableDefinition<(&str, &str), &[u8]> =
+            redb::TableDefinition::new(Table::Meta.name());
+        tx.open_table(def)
+            .unwrap()
+            .insert(("m", "k"), b"old".as_slice())
+            .unwrap();
+        tx.commit().unwrap();
+    }
+    let store = Store::open_embedded(&path).unwrap();
+    // Every table is there (reads of a missing redb table fail) and old rows are kept.
+    for t in Table::ALL {
+        store.backend().get(t, "p", "s").await.unwrap();
+    }
+    assert_eq!(
+        store.backend().get(Table::Meta, "m", "k").await.unwrap(),
+        Some(b"old".to_vec())
+    );
+    let layer = conformance::sample_layer_index("sha256:layer-after-upgrade", 7);
+    store.put_layer_index(&layer).await.unwrap();
+    assert!(store
+        .has_layer_index("sha256:layer-after-upgrade", 7)
+        .await
+        .unwrap());
+}
+
 /// An envelope as a newer vigil would write it.
 #[derive(Serialize)]
 struct FutureEnvelope<T> {
