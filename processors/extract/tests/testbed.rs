@@ -111,33 +111,47 @@ async fn stage_reports_a_corrupt_layer_as_malformed() {
     let tmp = tempfile::tempdir().unwrap();
     let store = Store::open_embedded(&tmp.path().join("store.redb")).unwrap();
     let blobs = Arc::new(LocalBlobStore::new(tmp.path().join("blobs")));
-    // A gzip header followed by garbage.
-    let data: Vec<u8> = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]
-        .into_iter()
-        .chain((0..4000u32).map(|i| (i * 7 % 251) as u8))
-        .collect();
-    use sha2::Digest;
-    let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&data)));
+    let (data, digest) = corrupt_layer(4000);
     blobs
         .put(&digest, Box::pin(std::io::Cursor::new(data)), u64::MAX)
         .await
         .unwrap();
     let stage = ExtractStage::new(ExtractLimits::default(), store, blobs);
+    let err = extract_error(&stage, "req-2", &digest).await;
+    assert_eq!(err.kind, FailureKind::MalformedImage, "{err}");
+    assert!(err.message.contains(&digest));
+}
+
+/// A gzip header followed by `n` bytes of garbage, and its digest.
+fn corrupt_layer(n: u32) -> (Vec<u8>, String) {
+    use sha2::Digest;
+    let data: Vec<u8> = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]
+        .into_iter()
+        .chain((0..n).map(|i| (i * 7 % 251) as u8))
+        .collect();
+    let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&data)));
+    (data, digest)
+}
+
+/// The extract stage's error for a request to extract the one layer `digest`.
+async fn extract_error(
+    stage: &ExtractStage,
+    request_id: &str,
+    digest: &str,
+) -> vigil_runtime::StageError {
     let msg = FetchedImage {
-        request: RequestContext::new("req-2", "x"),
-        descriptor: descriptor("sha256:img2", std::slice::from_ref(&digest)),
-        to_extract: vec![digest.clone()],
+        request: RequestContext::new(request_id, "x"),
+        descriptor: descriptor("sha256:img", &[digest.to_string()]),
+        to_extract: vec![digest.to_string()],
         force: false,
     };
-    let err = stage
+    stage
         .handle(
             &Subject::Stage(StageName::Extract),
             &codec::encode(&msg).unwrap(),
         )
         .await
-        .unwrap_err();
-    assert_eq!(err.kind, FailureKind::MalformedImage, "{err}");
-    assert!(err.message.contains(&digest));
+        .unwrap_err()
 }
 
 /// A reader that hands out at most `step` bytes per read, so that a blob arrives in many
@@ -173,6 +187,17 @@ fn trickle(data: Vec<u8>) -> vigil_runtime::blobs::BlobReader {
     })
 }
 
+/// An embedded store and a blob cache under `dir`, and the indexing cache in front of it.
+fn indexing_blobs(
+    dir: &std::path::Path,
+) -> (Store, Arc<dyn BlobStore>, vigil_extract::IndexingBlobs) {
+    let store = Store::open_embedded(&dir.join("store.redb")).unwrap();
+    let local: Arc<dyn BlobStore> = Arc::new(LocalBlobStore::new(dir.join("blobs")));
+    let blobs =
+        vigil_extract::IndexingBlobs::new(local.clone(), store.clone(), ExtractLimits::default());
+    (store, local, blobs)
+}
+
 #[tokio::test]
 async fn indexing_blobs_index_a_layer_while_it_is_put() {
     let layout = testbed::oci_layout("debian-base");
@@ -180,10 +205,7 @@ async fn indexing_blobs_index_a_layer_while_it_is_put() {
     let path = vigil_testkit::testbed::blob_path(&layout, &layers[0]);
     let data = std::fs::read(&path).unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open_embedded(&tmp.path().join("store.redb")).unwrap();
-    let local: Arc<dyn BlobStore> = Arc::new(LocalBlobStore::new(tmp.path().join("blobs")));
-    let blobs =
-        vigil_extract::IndexingBlobs::new(local.clone(), store.clone(), ExtractLimits::default());
+    let (store, local, blobs) = indexing_blobs(tmp.path());
 
     let n = blobs
         .put(&layers[0], trickle(data.clone()), u64::MAX)
@@ -230,10 +252,7 @@ async fn indexing_blobs_store_no_index_for_a_blob_that_fails_its_digest() {
     let layers = vigil_testkit::testbed::layers(&layout, None);
     let data = std::fs::read(vigil_testkit::testbed::blob_path(&layout, &layers[0])).unwrap();
     let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open_embedded(&tmp.path().join("store.redb")).unwrap();
-    let local: Arc<dyn BlobStore> = Arc::new(LocalBlobStore::new(tmp.path().join("blobs")));
-    let blobs =
-        vigil_extract::IndexingBlobs::new(local.clone(), store.clone(), ExtractLimits::default());
+    let (store, local, blobs) = indexing_blobs(tmp.path());
 
     // The layer's bytes under another digest: it indexes fine, the digest fails.
     let wrong = format!("sha256:{}", "0".repeat(64));
@@ -267,34 +286,14 @@ async fn indexing_blobs_store_no_index_for_a_blob_that_fails_its_digest() {
 #[tokio::test]
 async fn indexing_blobs_leave_a_corrupt_layer_to_the_extract_stage() {
     let tmp = tempfile::tempdir().unwrap();
-    let store = Store::open_embedded(&tmp.path().join("store.redb")).unwrap();
-    let local: Arc<dyn BlobStore> = Arc::new(LocalBlobStore::new(tmp.path().join("blobs")));
-    let blobs =
-        vigil_extract::IndexingBlobs::new(local.clone(), store.clone(), ExtractLimits::default());
-    let data: Vec<u8> = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3]
-        .into_iter()
-        .chain((0..400_000u32).map(|i| (i * 7 % 251) as u8))
-        .collect();
-    use sha2::Digest;
-    let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&data)));
+    let (store, local, blobs) = indexing_blobs(tmp.path());
+    let (data, digest) = corrupt_layer(400_000);
     // The download itself is fine: staged, but no index.
     blobs.put(&digest, trickle(data), u64::MAX).await.unwrap();
     assert!(local.has(&digest).await.unwrap());
     assert!(store.get_layer_index(&digest).await.unwrap().is_none());
     // The extract stage indexes the staged copy and reports the layer as malformed.
     let stage = ExtractStage::new(ExtractLimits::default(), store, local);
-    let msg = FetchedImage {
-        request: RequestContext::new("req-4", "x"),
-        descriptor: descriptor("sha256:img4", std::slice::from_ref(&digest)),
-        to_extract: vec![digest.clone()],
-        force: false,
-    };
-    let err = stage
-        .handle(
-            &Subject::Stage(StageName::Extract),
-            &codec::encode(&msg).unwrap(),
-        )
-        .await
-        .unwrap_err();
+    let err = extract_error(&stage, "req-4", &digest).await;
     assert_eq!(err.kind, FailureKind::MalformedImage, "{err}");
 }
