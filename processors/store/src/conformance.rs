@@ -62,6 +62,95 @@ pub async fn run_backend(b: &dyn Backend) {
     backend_delete(b, &x).await;
     backend_write_batch(b, &x).await;
     backend_concurrent_writers(b, &x).await;
+    backend_large_values(b, &x).await;
+}
+
+/// Values of every size round-trip: megabyte records (layer indexes, analyses), values
+/// replaced by larger and smaller ones, rows beside large ones, and arbitrary bytes.
+async fn backend_large_values(b: &dyn Backend, x: &str) {
+    let t = Table::Analysis;
+    let p = format!("{x}large");
+    let value = |len: usize, seed: u8| -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect()
+    };
+    let sizes = [
+        0usize,
+        1,
+        32 * 1024,
+        32 * 1024 + 1,
+        64 * 1024,
+        64 * 1024 + 7,
+        300_000,
+        2_500_000,
+        40_000,
+        10,
+        1_000_000,
+    ];
+    for (i, len) in sizes.iter().enumerate() {
+        let v = value(*len, i as u8);
+        ok("put", b.put(t, &p, "row", v.clone()).await);
+        assert_eq!(
+            ok("get", b.get(t, &p, "row").await),
+            Some(v),
+            "a value of {len} bytes, replacing the one before, must round-trip"
+        );
+    }
+    ok("delete", b.delete(t, &p, "row").await);
+    assert_eq!(ok("get", b.get(t, &p, "row").await), None);
+    ok("put", b.put(t, &p, "row", vec![1, 2, 3]).await);
+    assert_eq!(ok("get", b.get(t, &p, "row").await), Some(vec![1, 2, 3]));
+
+    // Bytes that are no record are a value like any other.
+    let mut lookalike = vec![0xC1, b'v', b'1'];
+    lookalike.extend_from_slice(&5u64.to_le_bytes());
+    ok("put", b.put(t, &p, "lookalike", lookalike.clone()).await);
+    assert_eq!(ok("get", b.get(t, &p, "lookalike").await), Some(lookalike));
+
+    // A partition mixing large and small rows lists each with its own value, in order.
+    let q = format!("{x}large-list");
+    let rows: Vec<(String, Vec<u8>)> = (0..6u8)
+        .map(|i| {
+            let len = if i % 2 == 0 { 100_000 + i as usize } else { 5 };
+            (format!("k{i}"), value(len, i))
+        })
+        .collect();
+    ok(
+        "write_batch",
+        b.write_batch(
+            rows.iter()
+                .map(|(k, v)| Write::Put {
+                    table: t,
+                    partition: q.clone(),
+                    sort: k.clone(),
+                    value: v.clone(),
+                })
+                .collect(),
+        )
+        .await,
+    );
+    assert_eq!(ok("list", b.list(t, &q).await), rows);
+    // A neighbour's large value is untouched by writes beside it.
+    ok("put", b.put(t, &q, "k3", value(200_000, 9)).await);
+    ok("delete", b.delete(t, &q, "k2").await);
+    let listed = ok("list", b.list(t, &q).await);
+    assert_eq!(listed.len(), 5);
+    assert_eq!(listed[0], rows[0]);
+    assert_eq!(listed[2], ("k3".to_string(), value(200_000, 9)));
+    assert_eq!(listed[3], rows[4]);
+
+    // put_if_absent of a large value: stored once, never replaced.
+    let big = value(500_000, 1);
+    assert!(ok(
+        "put_if_absent",
+        b.put_if_absent(t, &q, "once", big.clone()).await
+    ));
+    assert!(!ok(
+        "put_if_absent",
+        b.put_if_absent(t, &q, "once", value(10, 2)).await
+    ));
+    assert_eq!(ok("get", b.get(t, &q, "once").await), Some(big));
 }
 
 /// Many writers at once (the embedded backend commits them in groups): every write is
