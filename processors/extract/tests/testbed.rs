@@ -133,16 +133,16 @@ fn corrupt_layer(n: u32) -> (Vec<u8>, String) {
     (data, digest)
 }
 
-/// The extract stage's error for a request to extract the one layer `digest`.
-async fn extract_error(
+/// The extract stage's answer to a request to extract `layers`.
+async fn run_extract(
     stage: &ExtractStage,
     request_id: &str,
-    digest: &str,
-) -> vigil_runtime::StageError {
+    layers: &[String],
+) -> Result<Vec<vigil_runtime::Outgoing>, vigil_runtime::StageError> {
     let msg = FetchedImage {
         request: RequestContext::new(request_id, "x"),
-        descriptor: descriptor("sha256:img", &[digest.to_string()]),
-        to_extract: vec![digest.to_string()],
+        descriptor: descriptor("sha256:img", layers),
+        to_extract: layers.to_vec(),
         force: false,
     };
     stage
@@ -150,6 +150,16 @@ async fn extract_error(
             &Subject::Stage(StageName::Extract),
             &codec::encode(&msg).unwrap(),
         )
+        .await
+}
+
+/// The extract stage's error for a request to extract the one layer `digest`.
+async fn extract_error(
+    stage: &ExtractStage,
+    request_id: &str,
+    digest: &str,
+) -> vigil_runtime::StageError {
+    run_extract(stage, request_id, &[digest.to_string()])
         .await
         .unwrap_err()
 }
@@ -230,19 +240,7 @@ async fn indexing_blobs_index_a_layer_while_it_is_put() {
 
     // The extract stage then only drops the staged blob.
     let stage = ExtractStage::new(ExtractLimits::default(), store.clone(), local.clone());
-    let msg = FetchedImage {
-        request: RequestContext::new("req-3", "oci-dir:debian-base"),
-        descriptor: descriptor("sha256:img3", &layers),
-        to_extract: layers.clone(),
-        force: false,
-    };
-    stage
-        .handle(
-            &Subject::Stage(StageName::Extract),
-            &codec::encode(&msg).unwrap(),
-        )
-        .await
-        .unwrap();
+    run_extract(&stage, "req-3", &layers).await.unwrap();
     assert!(!local.has(&layers[0]).await.unwrap(), "blob deleted");
 }
 
