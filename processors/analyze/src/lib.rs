@@ -53,7 +53,7 @@ use vigil_store::Store;
 
 pub use catalog::{parse_apk, parse_dpkg, CatalogCtx, Cataloger, CATALOGERS};
 pub use distro::{detect_distro, parse_os_release};
-pub use squash::{squash, Resolved, SquashedFs, MAX_LINK_HOPS};
+pub use squash::{squash, squash_owned, Resolved, SquashedFs, MAX_LINK_HOPS};
 
 /// Version of the analysis; stored with each [`Analysis`].
 pub const ANALYZER_VERSION: u32 = 2;
@@ -237,7 +237,19 @@ pub fn analyze_with(
     opts: &AnalyzeOptions,
     analyzed_at: UnixMillis,
 ) -> Analysis {
-    let fs = squash(indexes);
+    analyze_owned(descriptor, indexes.to_vec(), opts, analyzed_at)
+}
+
+/// [`analyze_with`], consuming the indexes: their entries and kept bytes move into the
+/// analysis instead of being copied.
+pub fn analyze_owned(
+    descriptor: &ImageDescriptor,
+    indexes: Vec<LayerIndex>,
+    opts: &AnalyzeOptions,
+    analyzed_at: UnixMillis,
+) -> Analysis {
+    let image_size = indexes.iter().map(|i| i.uncompressed_size).sum();
+    let fs = squash_owned(indexes);
     let mut warnings = fs.warnings.clone();
     let distro = detect_distro(&fs, &mut warnings);
     let packages = catalog_with(&fs, distro.as_ref(), opts);
@@ -274,7 +286,7 @@ pub fn analyze_with(
         distro,
         packages,
         file_count: entries.len() as u64,
-        image_size: indexes.iter().map(|i| i.uncompressed_size).sum(),
+        image_size,
         analyzed_at,
         analyzer_version: ANALYZER_VERSION,
         warnings,
@@ -339,7 +351,7 @@ impl Stage for AnalyzeStage {
             let descriptor = msg.descriptor.clone();
             // Squashing and parsing are pure CPU work: off the async workers.
             let a = tokio::task::spawn_blocking(move || {
-                analyze_with(&descriptor, &indexes, &opts, vigil_runtime::now_millis())
+                analyze_owned(&descriptor, indexes, &opts, vigil_runtime::now_millis())
             })
             .await
             .map_err(|e| StageError::internal(format!("analysis task: {e}")))?;

@@ -102,6 +102,12 @@ fn remove_tree<V>(m: &mut BTreeMap<String, V>, t: &Subtree<'_>, keep_self: bool)
 /// the path and everything under it from lower layers, an opaque directory hides the
 /// lower layers' children of that directory but keeps its own layer's entries.
 pub fn squash(indexes: &[LayerIndex]) -> SquashedFs {
+    squash_owned(indexes.to_vec())
+}
+
+/// [`squash`], moving the indexes' entries and kept bytes into the view rather than
+/// copying them (the analyze stage has no further use for its indexes).
+pub fn squash_owned(indexes: Vec<LayerIndex>) -> SquashedFs {
     let mut fs = SquashedFs::default();
     let mut by_path = ByPath::default();
     for idx in indexes {
@@ -124,7 +130,7 @@ pub fn squash(indexes: &[LayerIndex]) -> SquashedFs {
                 _ => {}
             }
         }
-        for e in &idx.entries {
+        for e in idx.entries {
             match e.kind {
                 EntryKind::Opaque | EntryKind::Whiteout => {}
                 EntryKind::Dir => {
@@ -139,7 +145,7 @@ pub fn squash(indexes: &[LayerIndex]) -> SquashedFs {
                         by_path.secrets.remove(&e.path);
                         by_path.content.remove(&e.path);
                     }
-                    fs.entries.insert(e.path.clone(), e.clone());
+                    fs.entries.insert(e.path.clone(), e);
                 }
                 _ => {
                     // Anything else replaces what was there, a lower directory with its contents.
@@ -147,46 +153,38 @@ pub fn squash(indexes: &[LayerIndex]) -> SquashedFs {
                     remove_tree(&mut fs.entries, &t, true);
                     remove_tree(&mut fs.files, &t, false);
                     by_path.remove(&t, false);
-                    fs.entries.insert(e.path.clone(), e.clone());
+                    fs.entries.insert(e.path.clone(), e);
                 }
             }
         }
-        for k in &idx.kept {
-            fs.files.insert(k.path.clone(), k.content.clone());
+        for k in idx.kept {
             if k.truncated {
                 fs.truncated.insert(k.path.clone());
             } else {
                 fs.truncated.remove(&k.path);
             }
+            fs.files.insert(k.path, k.content);
         }
-        for p in &idx.packages {
+        for p in idx.packages {
             match p.locations.first() {
                 Some(at) => by_path
                     .packages
                     .entry(file_of(at).to_string())
                     .or_default()
-                    .push(p.clone()),
+                    .push(p),
                 None => fs.warnings.push(format!(
                     "{}: package {} without a location dropped",
                     idx.layer_digest, p.name
                 )),
             }
         }
-        for s in &idx.content_matches {
-            by_path
-                .content
-                .entry(s.path.clone())
-                .or_default()
-                .push(s.clone());
+        for s in idx.content_matches {
+            by_path.content.entry(s.path.clone()).or_default().push(s);
         }
-        for s in &idx.secrets {
-            by_path
-                .secrets
-                .entry(s.path.clone())
-                .or_default()
-                .push(s.clone());
+        for s in idx.secrets {
+            by_path.secrets.entry(s.path.clone()).or_default().push(s);
         }
-        fs.warnings.extend(idx.warnings.iter().cloned());
+        fs.warnings.extend(idx.warnings);
     }
     // A record whose layer did not list its path is kept only if the path exists.
     fs.stream_packages = by_path

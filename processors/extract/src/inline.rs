@@ -102,18 +102,22 @@ impl BlobStore for IndexingBlobs {
         let indexed = indexer.await;
         let n = staged?;
         match indexed {
-            Ok(Ok(idx)) => match self.store.put_layer_index(&idx).await {
-                Ok(()) => tracing::info!(
-                    layer = digest,
-                    entries = idx.entries.len(),
-                    kept = idx.kept.len(),
-                    bytes = idx.uncompressed_size,
-                    "layer indexed while downloading"
-                ),
-                Err(e) => {
-                    tracing::warn!(layer = digest, error = %e, "storing the layer index failed; extract will redo it")
+            Ok(Ok(idx)) => {
+                let (entries, kept, bytes) =
+                    (idx.entries.len(), idx.kept.len(), idx.uncompressed_size);
+                match self.store.put_layer_index_shared(Arc::new(idx)).await {
+                    Ok(()) => tracing::info!(
+                        layer = digest,
+                        entries,
+                        kept,
+                        bytes,
+                        "layer indexed while downloading"
+                    ),
+                    Err(e) => {
+                        tracing::warn!(layer = digest, error = %e, "storing the layer index failed; extract will redo it")
+                    }
                 }
-            },
+            }
             // The staged copy is indexed again by the extract stage, which reports the
             // error to the user.
             Ok(Err(e)) => {

@@ -100,7 +100,7 @@ impl ExtractStage {
             ms = started.elapsed().as_millis() as u64,
             "layer indexed"
         );
-        self.store.put_layer_index(&idx).await?;
+        self.store.put_layer_index_shared(Arc::new(idx)).await?;
         if let Err(e) = self.blobs.delete(digest).await {
             tracing::warn!(layer = digest, error = %e, "could not delete the staged blob");
         }

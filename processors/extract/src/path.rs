@@ -61,8 +61,9 @@ pub const KEEP_RULES: &[&str] = &[
 struct KeepIndex {
     /// Rules whose last segment is a plain name, by that name.
     by_name: std::collections::HashMap<&'static str, Vec<&'static str>>,
-    /// Rules whose last segment has a `*` (or is `**`): (last segment, rule).
-    patterned: Vec<(&'static str, &'static str)>,
+    /// Rules whose last segment has a `*` (or is `**`): (text before the rule's first
+    /// `*`, last segment, rule). A path must start with the first to match.
+    patterned: Vec<(&'static str, &'static str, &'static str)>,
 }
 
 fn keep_index() -> &'static KeepIndex {
@@ -73,7 +74,8 @@ fn keep_index() -> &'static KeepIndex {
         for r in KEEP_RULES {
             let last = r.rsplit('/').next().unwrap_or("");
             if last.contains('*') {
-                patterned.push((last, *r));
+                let prefix = &r[..r.find('*').unwrap_or(r.len())];
+                patterned.push((prefix, last, *r));
             } else {
                 by_name.entry(last).or_default().push(*r);
             }
@@ -90,8 +92,9 @@ pub fn wanted(path: &str) -> bool {
     k.by_name
         .get(name)
         .is_some_and(|rules| rules.iter().any(|r| glob_match(r, path)))
-        || k.patterned.iter().any(|(last, r)| {
-            (*last == "**" || segment_match(last.as_bytes(), name.as_bytes()))
+        || k.patterned.iter().any(|(prefix, last, r)| {
+            path.starts_with(prefix)
+                && (*last == "**" || segment_match(last.as_bytes(), name.as_bytes()))
                 && glob_match(r, path)
         })
 }

@@ -92,6 +92,17 @@ impl Fetcher {
         &self.config
     }
 
+    /// Get ready to fetch `source`: for a registry image, probe the registry and build
+    /// its client (TLS roots and all, milliseconds of CPU) now, so that a caller with
+    /// other start-up work can overlap the two. Errors are left to the fetch itself.
+    pub async fn prepare(&self, source: &str) {
+        if let Ok(Source::Registry(r)) = parse_source(source) {
+            if let Err(e) = self.registries.client_for(&r.registry, &r.display()).await {
+                tracing::debug!(error = %e, "preparing the registry client failed");
+            }
+        }
+    }
+
     /// Resolve `source` for `platform` (`None`: the configured default).
     pub async fn resolve(
         &self,

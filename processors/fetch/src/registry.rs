@@ -97,7 +97,7 @@ impl Registries {
         }
     }
 
-    async fn client_for(&self, registry: &str, image: &str) -> Result<Arc<Client>, FetchError> {
+    pub async fn client_for(&self, registry: &str, image: &str) -> Result<Arc<Client>, FetchError> {
         let mut clients = self.clients.lock().await;
         if let Some(c) = clients.get(registry) {
             return Ok(c.clone());

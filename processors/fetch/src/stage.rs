@@ -15,7 +15,7 @@ use crate::fetcher::{unique_layers, Fetcher};
 
 /// Resolves images, stages the layer blobs that have no layer index, and hands on.
 pub struct FetchStage {
-    fetcher: Fetcher,
+    fetcher: Arc<Fetcher>,
     store: Store,
     blobs: Arc<dyn BlobStore>,
 }
@@ -27,8 +27,14 @@ pub fn output_msg_id(request_id: &str, target: StageName, digest: &str) -> Strin
 
 impl FetchStage {
     pub fn new(config: FetchConfig, store: Store, blobs: Arc<dyn BlobStore>) -> Self {
+        Self::with_fetcher(Arc::new(Fetcher::new(config)), store, blobs)
+    }
+
+    /// A stage sharing `fetcher` (and its registry clients) with its creator, who may
+    /// have [`Fetcher::prepare`]d it.
+    pub fn with_fetcher(fetcher: Arc<Fetcher>, store: Store, blobs: Arc<dyn BlobStore>) -> Self {
         FetchStage {
-            fetcher: Fetcher::new(config),
+            fetcher,
             store,
             blobs,
         }

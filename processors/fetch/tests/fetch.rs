@@ -6,7 +6,7 @@ use vigil_contracts::{
     codec, Analysis, AnalyzedImage, FailureKind, FetchedImage, LayerIndex, RequestContext,
     ScanRequest, SourceKind, StageName, Subject,
 };
-use vigil_fetch::{FetchConfig, FetchStage, RegistryCredential};
+use vigil_fetch::{FetchConfig, FetchStage, Fetcher, RegistryCredential};
 use vigil_runtime::blobs::{BlobStore, LocalBlobStore};
 use vigil_runtime::{Outgoing, Stage, StageError};
 use vigil_store::Store;
@@ -19,12 +19,21 @@ struct Env {
     _dir: tempfile::TempDir,
 }
 
-fn env(mut config: FetchConfig) -> Env {
+fn env(config: FetchConfig) -> Env {
+    env_with(config, FetchStage::new)
+}
+
+/// An environment whose stage `make` builds from the configuration (its temp dir set),
+/// the store and the blob cache.
+fn env_with(
+    mut config: FetchConfig,
+    make: impl FnOnce(FetchConfig, Store, Arc<dyn BlobStore>) -> FetchStage,
+) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open_embedded(&dir.path().join("store.redb")).unwrap();
     let blobs = Arc::new(LocalBlobStore::new(dir.path().join("blobs")));
     config.temp_dir = Some(dir.path().join("blobs"));
-    let stage = FetchStage::new(config, store.clone(), blobs.clone());
+    let stage = make(config, store.clone(), blobs.clone());
     Env {
         stage,
         store,
@@ -314,6 +323,58 @@ async fn registry_tls_with_and_without_ca() {
         manifest_digest("multiarch", "linux/arm64")
     );
     assert_eq!(f.to_extract.len(), 1);
+}
+
+/// `vigil scan` prepares the registry client while its store opens and hands the same
+/// `Fetcher` to the fetch stage: the stage then fetches with that client, and a registry
+/// the client cannot trust still fails the fetch with the TLS error, not in `prepare`.
+#[tokio::test]
+async fn a_prepared_fetcher_serves_the_stage_and_leaves_errors_to_it() {
+    let reg = Registry::start(RegistryOpts {
+        auth: None,
+        tls: true,
+    });
+    reg.push_testbed(&["multiarch"]);
+    let src = format!("{}/multiarch:latest", reg.host());
+    let mut fetchers = Vec::new();
+    let mut shared = |config, store, blobs| {
+        let fetcher = Arc::new(Fetcher::new(config));
+        fetchers.push(fetcher.clone());
+        FetchStage::with_fetcher(fetcher, store, blobs)
+    };
+    let no_ca = env_with(FetchConfig::default(), &mut shared);
+    let with_ca = env_with(
+        FetchConfig {
+            ca_certs: vec![reg.ca_cert().unwrap()],
+            ..Default::default()
+        },
+        &mut shared,
+    );
+    for f in &fetchers {
+        f.prepare(&src).await;
+        // Sources it has nothing to prepare for, or cannot parse: it returns quietly.
+        for other in [
+            "oci-dir:/nonexistent",
+            "dir:/nonexistent",
+            "::not a source::",
+        ] {
+            f.prepare(other).await;
+        }
+    }
+
+    let err = run(&no_ca, &src, Some("linux/arm64"), false)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, FailureKind::Upstream, "{err}");
+    assert!(
+        err.message.to_lowercase().contains("certificate") || err.message.contains("TLS"),
+        "{err}"
+    );
+    let f = fetched(&with_ca, &src, Some("linux/arm64")).await;
+    assert_eq!(
+        f.descriptor.image.digest,
+        manifest_digest("multiarch", "linux/arm64")
+    );
 }
 
 #[tokio::test]

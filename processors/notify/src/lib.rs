@@ -165,7 +165,7 @@ impl NotifyStage {
             let report = self.store.get_vuln_report(digest).await?.ok_or_else(|| {
                 StageError::internal(format!("no stored vulnerability report for image {digest}"))
             })?;
-            let (_, result) = self
+            let (stored, result) = self
                 .store_result(ScanResult {
                     request_id: req.request_id.clone(),
                     status: ScanStatus::Succeeded,
@@ -196,6 +196,7 @@ impl NotifyStage {
                     platform_requests: Vec::new(),
                 })
                 .await?;
+            vigil_runtime::drop_off_thread(stored);
             outs.push(result);
             outs.push(
                 self.notification(

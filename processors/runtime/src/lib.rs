@@ -28,6 +28,16 @@ pub fn now_millis() -> i64 {
         .unwrap_or(0)
 }
 
+/// Drop `value` on the blocking pool when inside a tokio runtime, else here. For records
+/// of many small allocations (a scan result lists every package with its files): freeing
+/// them takes milliseconds that the message's next stage need not wait for.
+pub fn drop_off_thread<T: Send + 'static>(value: T) {
+    match tokio::runtime::Handle::try_current() {
+        Ok(rt) => drop(rt.spawn_blocking(move || drop(value))),
+        Err(_) => drop(value),
+    }
+}
+
 /// Install the process-wide rustls crypto provider (ring) once; every TLS client of
 /// vigil (registry, feeds, NATS) shares it, so only one TLS stack is compiled.
 pub fn install_crypto_provider() {

@@ -131,4 +131,10 @@ pub trait Backend: Send + Sync + 'static {
     /// Apply several writes; the embedded backend applies them in one transaction,
     /// ScyllaDB as one (unlogged) batch.
     async fn write_batch(&self, writes: Vec<Write>) -> Result<(), StoreError>;
+
+    /// Wait until every write made so far is durable, and report one that failed. Only
+    /// the embedded backend with deferred writes has any to wait for.
+    async fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }

@@ -21,7 +21,14 @@ pub struct Store {
     /// read the analysis the analyze stage just wrote: megabytes of file entries to
     /// decode three times). `None` for a shared backend, which other processes write.
     recent_analysis: Option<Arc<Mutex<Option<Arc<Analysis>>>>>,
+    /// The embedded store's layer indexes written by [`Store::put_layer_index_shared`]
+    /// and not read since, decoded: the analyze stage reads each one right after extract
+    /// wrote it. At most [`FRESH_LAYER_ENTRIES`] file entries in all, oldest dropped first.
+    fresh_layers: Option<Arc<Mutex<Vec<Arc<LayerIndex>>>>>,
 }
+
+/// Bound of [`Store`]'s fresh layer indexes, in file entries (a few hundred bytes each).
+const FRESH_LAYER_ENTRIES: usize = 50_000;
 
 fn enc<T: Record>(table: Table, r: &T) -> Result<Vec<u8>, StoreError> {
     codec::encode(r).map_err(|source| StoreError::Encode {
@@ -56,6 +63,7 @@ impl Store {
         Store {
             backend,
             recent_analysis: None,
+            fresh_layers: None,
         }
     }
 
@@ -64,8 +72,45 @@ impl Store {
     pub fn open_embedded(path: &Path) -> Result<Self, StoreError> {
         Ok(Store {
             recent_analysis: Some(Arc::default()),
+            fresh_layers: Some(Arc::default()),
             ..Store::new(Arc::new(crate::embedded::EmbeddedBackend::open(path)?))
         })
+    }
+
+    /// [`Store::open_embedded`] whose writes return before their commit (see
+    /// [`crate::embedded::WriteMode::Deferred`]): for a one-shot process, which must
+    /// call [`Store::flush`] before it ends.
+    pub fn open_embedded_deferred(path: &Path) -> Result<Self, StoreError> {
+        let backend = crate::embedded::EmbeddedBackend::open_with(
+            path,
+            crate::embedded::WriteMode::Deferred,
+        )?;
+        Ok(Store {
+            recent_analysis: Some(Arc::default()),
+            fresh_layers: Some(Arc::default()),
+            ..Store::new(Arc::new(backend))
+        })
+    }
+
+    /// For a process about to exit: let go of the decoded records kept for reuse without
+    /// running their destructors (an analysis is tens of thousands of allocations, and
+    /// the operating system takes the memory back at once). Later reads read the table.
+    pub fn forget_kept_records(&self) {
+        if let Some(a) = self
+            .recent_analysis
+            .as_ref()
+            .and_then(|s| s.lock().ok()?.take())
+        {
+            std::mem::forget(a);
+        }
+        if let Some(mut fresh) = self.fresh_layers.as_ref().and_then(|f| f.lock().ok()) {
+            std::mem::forget(std::mem::take(&mut *fresh));
+        }
+    }
+
+    /// Wait until every write made so far is durable; the error of one that failed.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.backend.flush().await
     }
 
     /// The kept analysis, when it is the one of `image_digest`.
@@ -145,7 +190,38 @@ impl Store {
         self.backend.put(Table::LayerVersion, d, "", version).await
     }
 
+    /// [`Store::put_layer_index`], keeping the index for the next
+    /// [`Store::get_layer_index`] of its digest (embedded store), which then does not
+    /// read and decode it again.
+    pub async fn put_layer_index_shared(&self, idx: Arc<LayerIndex>) -> Result<(), StoreError> {
+        self.take_fresh_layer(&idx.layer_digest);
+        self.put_layer_index(&idx).await?;
+        if let Some(fresh) = &self.fresh_layers {
+            if let Ok(mut fresh) = fresh.lock() {
+                let mut total: usize = fresh.iter().map(|i| i.entries.len()).sum();
+                total += idx.entries.len();
+                while total > FRESH_LAYER_ENTRIES && !fresh.is_empty() {
+                    total -= fresh.remove(0).entries.len();
+                }
+                if total <= FRESH_LAYER_ENTRIES {
+                    fresh.push(idx);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The kept fresh index of `digest`, no longer kept.
+    fn take_fresh_layer(&self, digest: &str) -> Option<Arc<LayerIndex>> {
+        let mut fresh = self.fresh_layers.as_ref()?.lock().ok()?;
+        let at = fresh.iter().position(|i| i.layer_digest == digest)?;
+        Some(fresh.remove(at))
+    }
+
     pub async fn get_layer_index(&self, digest: &str) -> Result<Option<LayerIndex>, StoreError> {
+        if let Some(idx) = self.take_fresh_layer(digest) {
+            return Ok(Some(Arc::unwrap_or_clone(idx)));
+        }
         self.get_one(Table::LayerIndex, digest, "").await
     }
 

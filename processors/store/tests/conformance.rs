@@ -19,6 +19,116 @@ async fn embedded_backend_conforms() {
     conformance::run_all(&store).await;
 }
 
+/// Deferred writes (`vigil scan`) keep every contract: a read sees the write made just
+/// before it, whether or not the writer thread has committed it yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_backend_with_deferred_writes_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_embedded_deferred(&dir.path().join("vigil.redb")).unwrap();
+    conformance::run_all(&store).await;
+    store.flush().await.unwrap();
+    conformance::run_all(&store).await;
+    store.flush().await.unwrap();
+}
+
+/// What a deferred store returned from is on disk after `flush`, and after the store is
+/// dropped without one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deferred_writes_are_durable_after_flush_and_after_drop() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("vigil.redb");
+    let layer = conformance::sample_layer_index("sha256:layer-deferred", 7);
+    let analysis = conformance::sample_analysis("sha256:deferred");
+    {
+        let store = Store::open_embedded_deferred(&path).unwrap();
+        store.put_layer_index(&layer).await.unwrap();
+        store.put_analysis(&analysis).await.unwrap();
+        store.flush().await.unwrap();
+        // Written after the flush, then deleted and written again: the last one wins.
+        let b = store.backend();
+        b.put(Table::Meta, "m", "k", b"first".to_vec())
+            .await
+            .unwrap();
+        b.delete(Table::Meta, "m", "k").await.unwrap();
+        b.put(Table::Meta, "m", "k", b"last".to_vec())
+            .await
+            .unwrap();
+        b.put(Table::Meta, "m", "gone", b"x".to_vec())
+            .await
+            .unwrap();
+        b.delete(Table::Meta, "m", "gone").await.unwrap();
+        // Dropped with writes still queued: the writer thread commits them first.
+    }
+    let store = Store::open_embedded(&path).unwrap();
+    assert_eq!(
+        store
+            .get_layer_index("sha256:layer-deferred")
+            .await
+            .unwrap(),
+        Some(layer)
+    );
+    assert!(store
+        .has_layer_index("sha256:layer-deferred", 7)
+        .await
+        .unwrap());
+    assert_eq!(
+        store.get_analysis("sha256:deferred").await.unwrap(),
+        Some(analysis)
+    );
+    let meta = store.backend().list(Table::Meta, "m").await.unwrap();
+    assert_eq!(meta, vec![("k".to_string(), b"last".to_vec())]);
+}
+
+/// An index written with `put_layer_index_shared` is handed to the next read of its
+/// digest from memory, once; later reads, and indexes over the bound, come from the
+/// table. (The table's copy is replaced behind the store's back to tell them apart.)
+#[tokio::test]
+async fn fresh_layer_indexes_are_handed_over_once_and_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_embedded(&dir.path().join("vigil.redb")).unwrap();
+    let replace_row = |digest: &str, idx: &vigil_contracts::LayerIndex| {
+        let (b, d, v) = (
+            store.backend().clone(),
+            digest.to_string(),
+            codec::encode(idx).unwrap(),
+        );
+        async move { b.put(Table::LayerIndex, &d, "", v).await.unwrap() }
+    };
+    let fresh = conformance::sample_layer_index("sha256:fresh", 7);
+    store
+        .put_layer_index_shared(Arc::new(fresh.clone()))
+        .await
+        .unwrap();
+    let mut other = fresh.clone();
+    other.warnings = vec!["the table's copy".into()];
+    replace_row("sha256:fresh", &other).await;
+    assert_eq!(
+        store.get_layer_index("sha256:fresh").await.unwrap(),
+        Some(fresh)
+    );
+    assert_eq!(
+        store.get_layer_index("sha256:fresh").await.unwrap(),
+        Some(other.clone())
+    );
+
+    // Over the bound (50 000 entries): stored, not kept.
+    let mut big = conformance::sample_layer_index("sha256:big", 7);
+    let entry = big.entries[1].clone();
+    big.entries = (0..50_001)
+        .map(|i| vigil_contracts::FileEntry {
+            path: format!("/f/{i}"),
+            ..entry.clone()
+        })
+        .collect();
+    store.put_layer_index_shared(Arc::new(big)).await.unwrap();
+    replace_row("sha256:big", &other).await;
+    assert_eq!(
+        store.get_layer_index("sha256:big").await.unwrap(),
+        Some(other)
+    );
+    assert!(store.has_layer_index("sha256:big", 7).await.unwrap());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scylla_backend_conforms() {
     let nodes = match std::env::var("VIGIL_SCYLLA_NODES") {

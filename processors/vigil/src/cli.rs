@@ -18,6 +18,7 @@ use vigil_runtime::Outgoing;
 
 use crate::report::{self, Format};
 use crate::wiring::{self, Config};
+use vigil_store::embedded::WriteMode;
 
 #[derive(Parser)]
 #[command(
@@ -314,16 +315,23 @@ async fn scan(mut cfg: Config, a: ScanArgs, default_format: Format) -> Result<Ex
             password: pass.to_string(),
         });
     }
-    let store = wiring::open_store(&cfg).await?;
+    // The registry's client is built (TLS roots read) while the store opens.
+    let fetcher = Arc::new(vigil_fetch::Fetcher::new(wiring::fetch_config(&cfg)));
+    tokio::spawn({
+        let (fetcher, source) = (fetcher.clone(), a.source.clone());
+        async move { fetcher.prepare(&source).await }
+    });
+    let store = wiring::open_store(&cfg, WriteMode::Deferred).await?;
     // Fetch and extract run in this process: each layer is indexed while it downloads.
     let blobs: Arc<dyn BlobStore> = Arc::new(vigil_extract::IndexingBlobs::new(
         Arc::new(LocalBlobStore::new(cfg.data_dir.join("blobs"))),
         store.clone(),
         cfg.extract.clone(),
     ));
-    let mut runner = InProcess::new(cfg.nats.subjects());
+    let mut runner = InProcess::new(cfg.nats.subjects()).with_stage(Arc::new(
+        vigil_fetch::FetchStage::with_fetcher(fetcher, store.clone(), blobs.clone()),
+    ));
     for s in [
-        StageName::Fetch,
         StageName::Extract,
         StageName::Analyze,
         StageName::Match,
@@ -376,7 +384,17 @@ async fn scan(mut cfg: Config, a: ScanArgs, default_format: Format) -> Result<Ex
     if results.is_empty() {
         bail!("the scan ended without a result (this is a bug)");
     }
-    print_results(&results, output, a.fail_on_policy)
+    let code = print_results(&results, output, a.fail_on_policy)?;
+    // The writes (layer indexes, analysis, result) were deferred; they are committed
+    // while the report is printed, and must be on disk before the exit.
+    store.flush().await.context(
+        "the report is complete, but the scan's records could not be stored in the data directory",
+    )?;
+    // The records are large (every file of the image); the process ends now and
+    // frees them faster than their destructors would.
+    std::mem::forget(results);
+    store.forget_kept_records();
+    Ok(code)
 }
 
 /// Print one report, or for several platforms a JSON array (JSON formats) or one table
@@ -426,7 +444,7 @@ async fn feeds(mut cfg: Config, cmd: FeedsCmd) -> Result<ExitCode> {
         eprintln!("vigil: feed sync requested ({id})");
         return Ok(ExitCode::SUCCESS);
     }
-    let store = wiring::open_store(&cfg).await?;
+    let store = wiring::open_store(&cfg, WriteMode::Durable).await?;
     match cmd {
         FeedsCmd::Sync { feeds } => {
             if !feeds.is_empty() {
@@ -554,7 +572,7 @@ async fn run(cfg: Config, names: Vec<String>) -> Result<ExitCode> {
         }
     }
     jetstream::ensure_streams(runner.context(), &subjects).await?;
-    let store = wiring::open_store(&cfg).await?;
+    let store = wiring::open_store(&cfg, WriteMode::Durable).await?;
     let blobs: Arc<dyn BlobStore> = Arc::new(
         ObjectStoreBlobs::open(
             runner.context(),

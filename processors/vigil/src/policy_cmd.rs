@@ -111,7 +111,7 @@ pub async fn run(cfg: Config, cmd: PolicyCmd) -> Result<ExitCode> {
         publish_update(cfg, nats, &update).await?;
         return Ok(ExitCode::SUCCESS);
     }
-    let store = wiring::open_store(&cfg).await?;
+    let store = wiring::open_store(&cfg, vigil_store::embedded::WriteMode::Durable).await?;
     let now = vigil_runtime::now_millis();
     match cmd {
         PolicyCmd::Publish { .. } => unreachable!("handled above"),

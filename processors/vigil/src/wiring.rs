@@ -9,6 +9,7 @@ use vigil_contracts::streams::ConsumerTuning;
 use vigil_contracts::{StageName, Subjects};
 use vigil_runtime::blobs::BlobStore;
 use vigil_runtime::Stage;
+use vigil_store::embedded::WriteMode;
 use vigil_store::Store;
 
 /// Everything configurable, with defaults; file → environment (`VIGIL_…`) → flags.
@@ -118,11 +119,16 @@ pub fn load_config(file: Option<&Path>) -> Result<Config> {
         .context("loading configuration")
 }
 
-pub async fn open_store(cfg: &Config) -> Result<Store> {
+/// Open the configured store. `mode` applies to the embedded store: `vigil scan`
+/// defers its writes and flushes them before it exits; services write durably.
+pub async fn open_store(cfg: &Config, mode: WriteMode) -> Result<Store> {
     if cfg.store.scylla_nodes.is_empty() {
         let path = cfg.data_dir.join("vigil.redb");
-        Store::open_embedded(&path)
-            .with_context(|| format!("opening the embedded store {}", path.display()))
+        match mode {
+            WriteMode::Durable => Store::open_embedded(&path),
+            WriteMode::Deferred => Store::open_embedded_deferred(&path),
+        }
+        .with_context(|| format!("opening the embedded store {}", path.display()))
     } else {
         let b = vigil_store::scylla_backend::ScyllaBackend::connect(
             &cfg.store.scylla_nodes,
@@ -135,6 +141,17 @@ pub async fn open_store(cfg: &Config) -> Result<Store> {
     }
 }
 
+/// The fetch stage's configuration: the file's, with this build's extractor version and
+/// the data directory's blob folder for temporary files.
+pub fn fetch_config(cfg: &Config) -> vigil_fetch::FetchConfig {
+    let mut fc = cfg.fetch.clone();
+    fc.extractor_version = vigil_extract::EXTRACTOR_VERSION;
+    if fc.temp_dir.is_none() {
+        fc.temp_dir = Some(cfg.data_dir.join("blobs"));
+    }
+    fc
+}
+
 /// Build one stage.
 pub fn stage(
     name: StageName,
@@ -143,18 +160,11 @@ pub fn stage(
     blobs: &Arc<dyn BlobStore>,
 ) -> Arc<dyn Stage> {
     match name {
-        StageName::Fetch => {
-            let mut fc = cfg.fetch.clone();
-            fc.extractor_version = vigil_extract::EXTRACTOR_VERSION;
-            if fc.temp_dir.is_none() {
-                fc.temp_dir = Some(cfg.data_dir.join("blobs"));
-            }
-            Arc::new(vigil_fetch::FetchStage::new(
-                fc,
-                store.clone(),
-                blobs.clone(),
-            ))
-        }
+        StageName::Fetch => Arc::new(vigil_fetch::FetchStage::new(
+            fetch_config(cfg),
+            store.clone(),
+            blobs.clone(),
+        )),
         StageName::Extract => Arc::new(vigil_extract::ExtractStage::new(
             cfg.extract.clone(),
             store.clone(),
