@@ -65,13 +65,16 @@ impl Read for ChunkReader {
     }
 }
 
-#[async_trait]
-impl BlobStore for IndexingBlobs {
-    async fn has(&self, digest: &str) -> Result<bool, BlobError> {
-        self.inner.has(digest).await
-    }
-
-    async fn put(&self, digest: &str, reader: BlobReader, max_size: u64) -> Result<u64, BlobError> {
+impl IndexingBlobs {
+    /// Stage the blob in the inner store while `index_layer` reads it; store the index
+    /// once the blob is staged (its digest and size verified).
+    async fn put_indexing(
+        &self,
+        digest: &str,
+        reader: BlobReader,
+        max_size: u64,
+        self_verifying: bool,
+    ) -> Result<u64, BlobError> {
         let (tx, rx) = mpsc::channel::<Bytes>(QUEUE);
         let limits = self.limits.clone();
         let d = digest.to_string();
@@ -83,8 +86,8 @@ impl BlobStore for IndexingBlobs {
             index_layer(chunks, &d, &limits)
         });
         // Each chunk goes to the indexer, then on to the inner store, which verifies the
-        // digest and the size. An indexer that stopped early (a tar ends before its
-        // padding) no longer takes chunks; the download goes on without it.
+        // digest (or the stream does) and the size. An indexer that stopped early (a tar
+        // ends before its padding) no longer takes chunks; the download goes on without it.
         let teed = ReaderStream::with_capacity(reader, CHUNK).then(move |chunk| {
             let tx = tx.clone();
             async move {
@@ -94,10 +97,12 @@ impl BlobStore for IndexingBlobs {
                 chunk
             }
         });
-        let staged = self
-            .inner
-            .put(digest, Box::pin(StreamReader::new(teed)), max_size)
-            .await;
+        let teed: BlobReader = Box::pin(StreamReader::new(teed));
+        let staged = if self_verifying {
+            self.inner.put_self_verifying(digest, teed, max_size).await
+        } else {
+            self.inner.put(digest, teed, max_size).await
+        };
         // The stream, and with it the last sender, is dropped: the indexer sees the end.
         let indexed = indexer.await;
         let n = staged?;
@@ -126,6 +131,26 @@ impl BlobStore for IndexingBlobs {
             Err(e) => tracing::warn!(layer = digest, error = %e, "indexing task failed"),
         }
         Ok(n)
+    }
+}
+
+#[async_trait]
+impl BlobStore for IndexingBlobs {
+    async fn has(&self, digest: &str) -> Result<bool, BlobError> {
+        self.inner.has(digest).await
+    }
+
+    async fn put(&self, digest: &str, reader: BlobReader, max_size: u64) -> Result<u64, BlobError> {
+        self.put_indexing(digest, reader, max_size, false).await
+    }
+
+    async fn put_self_verifying(
+        &self,
+        digest: &str,
+        reader: BlobReader,
+        max_size: u64,
+    ) -> Result<u64, BlobError> {
+        self.put_indexing(digest, reader, max_size, true).await
     }
 
     async fn open(&self, digest: &str) -> Result<BlobReader, BlobError> {

@@ -281,6 +281,56 @@ async fn indexing_blobs_store_no_index_for_a_blob_that_fails_its_digest() {
     assert!(store.get_layer_index(&layers[0]).await.unwrap().is_none());
 }
 
+/// A registry stream checks its own digest (`put_self_verifying`): when it ends in an
+/// error after every byte, as oci-client's does on a mismatch, nothing is staged or
+/// indexed; when it ends cleanly, the layer is staged and indexed without a second hash.
+#[tokio::test]
+async fn indexing_blobs_trust_a_self_verifying_stream_only_to_its_end() {
+    let layout = testbed::oci_layout("debian-base");
+    let layers = vigil_testkit::testbed::layers(&layout, None);
+    let data = std::fs::read(vigil_testkit::testbed::blob_path(&layout, &layers[0])).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (store, local, blobs) = indexing_blobs(tmp.path());
+    let failing_at_end = {
+        let chunks: Vec<std::io::Result<bytes::Bytes>> = data
+            .chunks(100_000)
+            .map(|c| Ok(bytes::Bytes::copy_from_slice(c)))
+            .chain([Err(std::io::Error::other("digest mismatch"))])
+            .collect();
+        Box::pin(tokio_util::io::StreamReader::new(futures::stream::iter(
+            chunks,
+        )))
+    };
+    let err = blobs
+        .put_self_verifying(&layers[0], failing_at_end, u64::MAX)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("digest mismatch"), "{err}");
+    assert!(!local.has(&layers[0]).await.unwrap());
+    assert!(store.get_layer_index(&layers[0]).await.unwrap().is_none());
+
+    // Still capped in size.
+    let err = blobs
+        .put_self_verifying(&layers[0], trickle(data.clone()), data.len() as u64 / 2)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, vigil_runtime::blobs::BlobError::TooLarge { .. }),
+        "{err}"
+    );
+
+    let n = blobs
+        .put_self_verifying(&layers[0], trickle(data.clone()), u64::MAX)
+        .await
+        .unwrap();
+    assert_eq!(n, data.len() as u64);
+    assert!(local.has(&layers[0]).await.unwrap());
+    assert!(store
+        .has_layer_index(&layers[0], EXTRACTOR_VERSION)
+        .await
+        .unwrap());
+}
+
 #[tokio::test]
 async fn indexing_blobs_leave_a_corrupt_layer_to_the_extract_stage() {
     let tmp = tempfile::tempdir().unwrap();

@@ -645,7 +645,12 @@ impl Fetcher {
                     (archive_entry_reader(path.clone(), entry.clone()), None)
                 }
             };
-        let res = blobs.put(&layer.digest, reader, max).await;
+        // oci-client checks a registry blob's digest as it streams (the stream ends in an
+        // error on a mismatch, and the slot names the digest found): not hashed twice.
+        let res = match slot {
+            Some(_) => blobs.put_self_verifying(&layer.digest, reader, max).await,
+            None => blobs.put(&layer.digest, reader, max).await,
+        };
         if let Some(slot) = &slot {
             check_slot(image, &what, slot)?;
         }

@@ -40,6 +40,17 @@ pub trait BlobStore: Send + Sync {
     /// Stream `reader` into the cache under `digest`, verifying the digest (and at most
     /// `max_size` bytes). Returns the byte count.
     async fn put(&self, digest: &str, reader: BlobReader, max_size: u64) -> Result<u64, BlobError>;
+    /// [`BlobStore::put`] of a stream that checks its own digest: it ends in an error
+    /// when its bytes do not match `digest` (oci-client's registry blob streams do). The
+    /// size limit still holds; a store may skip hashing the bytes a second time.
+    async fn put_self_verifying(
+        &self,
+        digest: &str,
+        reader: BlobReader,
+        max_size: u64,
+    ) -> Result<u64, BlobError> {
+        self.put(digest, reader, max_size).await
+    }
     async fn open(&self, digest: &str) -> Result<BlobReader, BlobError>;
     /// The blob as a blocking reader, for a consumer on a blocking thread. The default
     /// bridges [`BlobStore::open`]'s stream; a local file is read directly instead,
@@ -68,6 +79,45 @@ impl LocalBlobStore {
     fn path(&self, digest: &str) -> Result<PathBuf, BlobError> {
         Ok(self.dir.join("sha256").join(sha256_hex(digest)?))
     }
+
+    /// Stream into a temp file, then rename it into place: a failed copy leaves nothing.
+    async fn put_checked(
+        &self,
+        digest: &str,
+        reader: BlobReader,
+        max_size: u64,
+        hash: bool,
+    ) -> Result<u64, BlobError> {
+        let path = self.path(digest)?;
+        let parent = path.parent().unwrap_or(Path::new("."));
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(|e| io(digest, e))?;
+        let tmp = parent.join(format!(
+            ".{}.{}.part",
+            sha256_hex(digest)?,
+            std::process::id()
+        ));
+        let f = tokio::fs::File::create(&tmp)
+            .await
+            .map_err(|e| io(digest, e))?;
+        // Large writes: each write to a tokio file is a hop to the blocking pool.
+        let mut f = tokio::io::BufWriter::with_capacity(1 << 20, f);
+        match copy_checked(digest, reader, &mut f, max_size, hash).await {
+            Ok(n) => {
+                drop(f);
+                tokio::fs::rename(&tmp, &path)
+                    .await
+                    .map_err(|e| io(digest, e))?;
+                Ok(n)
+            }
+            Err(e) => {
+                drop(f);
+                let _ = tokio::fs::remove_file(&tmp).await;
+                Err(e)
+            }
+        }
+    }
 }
 
 fn io(digest: &str, e: impl std::fmt::Display) -> BlobError {
@@ -80,12 +130,23 @@ fn io(digest: &str, e: impl std::fmt::Display) -> BlobError {
 /// Copy `reader` into `w`, hashing as it goes; fails on a digest mismatch or size overrun.
 pub async fn copy_verified<W: tokio::io::AsyncWrite + Unpin>(
     digest: &str,
-    mut reader: BlobReader,
+    reader: BlobReader,
     w: &mut W,
     max_size: u64,
 ) -> Result<u64, BlobError> {
+    copy_checked(digest, reader, w, max_size, true).await
+}
+
+/// [`copy_verified`], hashing only when `hash` (else the reader checks its own digest).
+async fn copy_checked<W: tokio::io::AsyncWrite + Unpin>(
+    digest: &str,
+    mut reader: BlobReader,
+    w: &mut W,
+    max_size: u64,
+    hash: bool,
+) -> Result<u64, BlobError> {
     let expected = sha256_hex(digest)?.to_ascii_lowercase();
-    let mut hasher = Sha256::new();
+    let mut hasher = hash.then(Sha256::new);
     let mut buf = vec![0u8; 256 * 1024];
     let mut n: u64 = 0;
     loop {
@@ -100,10 +161,15 @@ pub async fn copy_verified<W: tokio::io::AsyncWrite + Unpin>(
                 limit: max_size,
             });
         }
-        hasher.update(&buf[..r]);
+        if let Some(h) = hasher.as_mut() {
+            h.update(&buf[..r]);
+        }
         w.write_all(&buf[..r]).await.map_err(|e| io(digest, e))?;
     }
     w.flush().await.map_err(|e| io(digest, e))?;
+    let Some(hasher) = hasher else {
+        return Ok(n);
+    };
     let actual = hex::encode(hasher.finalize());
     if actual != expected {
         return Err(BlobError::DigestMismatch {
@@ -123,35 +189,16 @@ impl BlobStore for LocalBlobStore {
     }
 
     async fn put(&self, digest: &str, reader: BlobReader, max_size: u64) -> Result<u64, BlobError> {
-        let path = self.path(digest)?;
-        let parent = path.parent().unwrap_or(Path::new("."));
-        tokio::fs::create_dir_all(parent)
-            .await
-            .map_err(|e| io(digest, e))?;
-        let tmp = parent.join(format!(
-            ".{}.{}.part",
-            sha256_hex(digest)?,
-            std::process::id()
-        ));
-        let f = tokio::fs::File::create(&tmp)
-            .await
-            .map_err(|e| io(digest, e))?;
-        // Large writes: each write to a tokio file is a hop to the blocking pool.
-        let mut f = tokio::io::BufWriter::with_capacity(1 << 20, f);
-        match copy_verified(digest, reader, &mut f, max_size).await {
-            Ok(n) => {
-                drop(f);
-                tokio::fs::rename(&tmp, &path)
-                    .await
-                    .map_err(|e| io(digest, e))?;
-                Ok(n)
-            }
-            Err(e) => {
-                drop(f);
-                let _ = tokio::fs::remove_file(&tmp).await;
-                Err(e)
-            }
-        }
+        self.put_checked(digest, reader, max_size, true).await
+    }
+
+    async fn put_self_verifying(
+        &self,
+        digest: &str,
+        reader: BlobReader,
+        max_size: u64,
+    ) -> Result<u64, BlobError> {
+        self.put_checked(digest, reader, max_size, false).await
     }
 
     async fn open(&self, digest: &str) -> Result<BlobReader, BlobError> {
@@ -227,6 +274,59 @@ mod tests {
         assert!(
             !s.has(&wrong).await.unwrap(),
             "a mismatching blob must not be visible"
+        );
+    }
+
+    /// The stream is trusted to check its digest (the bytes are not hashed again), not
+    /// to stay under the size limit; a stream ending in an error leaves nothing.
+    #[tokio::test]
+    async fn local_put_of_a_self_verifying_stream() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalBlobStore::new(dir.path());
+        let data = b"hello layer".to_vec();
+        // Not hashed: the bytes are stored under the digest the stream vouched for.
+        let vouched = digest_of(b"what the registry said");
+        let n = s
+            .put_self_verifying(
+                &vouched,
+                Box::pin(std::io::Cursor::new(data.clone())),
+                1 << 20,
+            )
+            .await
+            .unwrap();
+        assert_eq!(n, data.len() as u64);
+        assert!(s.has(&vouched).await.unwrap());
+
+        let err = s
+            .put_self_verifying(
+                &digest_of(&data),
+                Box::pin(std::io::Cursor::new(data.clone())),
+                4,
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, BlobError::TooLarge { .. }), "{err}");
+
+        let failing = tokio_util::io::StreamReader::new(futures::stream::iter([
+            Ok(bytes::Bytes::from(data.clone())),
+            Err(std::io::Error::other("digest mismatch at the end")),
+        ]));
+        let d = digest_of(&data);
+        let err = s
+            .put_self_verifying(&d, Box::pin(failing), 1 << 20)
+            .await
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("digest mismatch at the end"),
+            "{err}"
+        );
+        assert!(!s.has(&d).await.unwrap());
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("sha256"))
+                .unwrap()
+                .count(),
+            1,
+            "no temp file left"
         );
     }
 
