@@ -75,6 +75,8 @@ impl FetchStage {
         let mut to_extract = Vec::new();
         for layer in unique_layers(&resolved.descriptor.layers) {
             if self.store.has_layer_index(&layer.digest, version).await? {
+                // Analyze will read it once the new layers are indexed: read it now.
+                self.store.prefetch_layer_index(&layer.digest);
                 continue;
             }
             let cached = self.blobs.has(&layer.digest).await.map_err(|e| {

@@ -21,10 +21,39 @@ pub struct Store {
     /// read the analysis the analyze stage just wrote: megabytes of file entries to
     /// decode three times). `None` for a shared backend, which other processes write.
     recent_analysis: Option<Arc<Mutex<Option<Arc<Analysis>>>>>,
-    /// The embedded store's layer indexes written by [`Store::put_layer_index_shared`]
-    /// and not read since, decoded: the analyze stage reads each one right after extract
-    /// wrote it. At most [`FRESH_LAYER_ENTRIES`] file entries in all, oldest dropped first.
-    fresh_layers: Option<Arc<Mutex<Vec<Arc<LayerIndex>>>>>,
+    /// The embedded store's decoded layer indexes waiting for the analyze stage's read.
+    fresh_layers: Option<Arc<Mutex<FreshLayers>>>,
+}
+
+/// Layer indexes the analyze stage is about to read, decoded ahead of it: those extract
+/// just wrote ([`Store::put_layer_index_shared`]) and those fetch found already indexed
+/// ([`Store::prefetch_layer_index`]). Each is handed over once.
+#[derive(Default)]
+struct FreshLayers {
+    /// At most [`FRESH_LAYER_ENTRIES`] file entries in all, oldest dropped first.
+    kept: Vec<Arc<LayerIndex>>,
+    /// Reads started by `prefetch_layer_index`, by digest: the cell is set once the
+    /// read is over (its index, if any, then in `kept`).
+    reading: std::collections::HashMap<String, Arc<tokio::sync::OnceCell<()>>>,
+}
+
+impl FreshLayers {
+    fn keep(&mut self, idx: Arc<LayerIndex>) {
+        self.kept.retain(|k| k.layer_digest != idx.layer_digest);
+        let mut total: usize = self.kept.iter().map(|i| i.entries.len()).sum();
+        total += idx.entries.len();
+        while total > FRESH_LAYER_ENTRIES && !self.kept.is_empty() {
+            total -= self.kept.remove(0).entries.len();
+        }
+        if total <= FRESH_LAYER_ENTRIES {
+            self.kept.push(idx);
+        }
+    }
+
+    fn take(&mut self, digest: &str) -> Option<Arc<LayerIndex>> {
+        let at = self.kept.iter().position(|i| i.layer_digest == digest)?;
+        Some(self.kept.remove(at))
+    }
 }
 
 /// Bound of [`Store`]'s fresh layer indexes, in file entries (a few hundred bytes each).
@@ -104,7 +133,7 @@ impl Store {
             std::mem::forget(a);
         }
         if let Some(mut fresh) = self.fresh_layers.as_ref().and_then(|f| f.lock().ok()) {
-            std::mem::forget(std::mem::take(&mut *fresh));
+            std::mem::forget(std::mem::take(&mut fresh.kept));
         }
     }
 
@@ -196,29 +225,63 @@ impl Store {
     pub async fn put_layer_index_shared(&self, idx: Arc<LayerIndex>) -> Result<(), StoreError> {
         self.take_fresh_layer(&idx.layer_digest);
         self.put_layer_index(&idx).await?;
-        if let Some(fresh) = &self.fresh_layers {
-            if let Ok(mut fresh) = fresh.lock() {
-                let mut total: usize = fresh.iter().map(|i| i.entries.len()).sum();
-                total += idx.entries.len();
-                while total > FRESH_LAYER_ENTRIES && !fresh.is_empty() {
-                    total -= fresh.remove(0).entries.len();
-                }
-                if total <= FRESH_LAYER_ENTRIES {
-                    fresh.push(idx);
-                }
-            }
+        if let Some(mut fresh) = self.fresh_layers.as_ref().and_then(|f| f.lock().ok()) {
+            fresh.keep(idx);
         }
         Ok(())
     }
 
+    /// Start reading and decoding the stored index of `digest` in the background, for a
+    /// [`Store::get_layer_index`] soon to come (embedded store; elsewhere nothing): fetch
+    /// calls it for the layers it finds indexed already, so that analyze need not wait
+    /// for their megabytes while extract works on the new ones.
+    pub fn prefetch_layer_index(&self, digest: &str) {
+        let Some(fresh) = &self.fresh_layers else {
+            return;
+        };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let cell = {
+            let Ok(mut f) = fresh.lock() else { return };
+            if f.reading.contains_key(digest) || f.kept.iter().any(|k| k.layer_digest == digest) {
+                return;
+            }
+            let cell = Arc::new(tokio::sync::OnceCell::new());
+            f.reading.insert(digest.to_string(), cell.clone());
+            cell
+        };
+        let (store, digest) = (self.clone(), digest.to_string());
+        rt.spawn(async move {
+            cell.get_or_init(|| async {
+                // A failed read is left to the reader, which reads again and reports it.
+                if let Ok(Some(idx)) = store.get_one(Table::LayerIndex, &digest, "").await {
+                    if let Some(mut f) = store.fresh_layers.as_ref().and_then(|f| f.lock().ok()) {
+                        f.keep(Arc::new(idx));
+                    }
+                }
+            })
+            .await;
+            if let Some(mut f) = store.fresh_layers.as_ref().and_then(|f| f.lock().ok()) {
+                f.reading.remove(&digest);
+            }
+        });
+    }
+
     /// The kept fresh index of `digest`, no longer kept.
     fn take_fresh_layer(&self, digest: &str) -> Option<Arc<LayerIndex>> {
-        let mut fresh = self.fresh_layers.as_ref()?.lock().ok()?;
-        let at = fresh.iter().position(|i| i.layer_digest == digest)?;
-        Some(fresh.remove(at))
+        self.fresh_layers.as_ref()?.lock().ok()?.take(digest)
     }
 
     pub async fn get_layer_index(&self, digest: &str) -> Result<Option<LayerIndex>, StoreError> {
+        // A read started ahead: wait for it (or, if it has not begun, mark it done).
+        let reading = self
+            .fresh_layers
+            .as_ref()
+            .and_then(|f| f.lock().ok()?.reading.get(digest).cloned());
+        if let Some(cell) = reading {
+            cell.get_or_init(|| async {}).await;
+        }
         if let Some(idx) = self.take_fresh_layer(digest) {
             return Ok(Some(Arc::unwrap_or_clone(idx)));
         }

@@ -129,6 +129,46 @@ async fn fresh_layer_indexes_are_handed_over_once_and_bounded() {
     assert!(store.has_layer_index("sha256:big", 7).await.unwrap());
 }
 
+/// A prefetched index reads as the stored one; a missing one as absent; an unreadable
+/// one as the read's error, reported by `get_layer_index` itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefetched_layer_indexes_read_as_stored() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open_embedded_deferred(&dir.path().join("vigil.redb")).unwrap();
+    let stored = conformance::sample_layer_index("sha256:stored", 7);
+    store.put_layer_index(&stored).await.unwrap();
+    store.prefetch_layer_index("sha256:stored");
+    store.prefetch_layer_index("sha256:stored");
+    store.prefetch_layer_index("sha256:missing");
+    assert_eq!(
+        store.get_layer_index("sha256:stored").await.unwrap(),
+        Some(stored.clone())
+    );
+    assert_eq!(store.get_layer_index("sha256:missing").await.unwrap(), None);
+    // Handed over once; later reads read the table.
+    assert_eq!(
+        store.get_layer_index("sha256:stored").await.unwrap(),
+        Some(stored)
+    );
+
+    store
+        .backend()
+        .put(
+            Table::LayerIndex,
+            "sha256:garbage",
+            "",
+            b"\x93not an envelope".to_vec(),
+        )
+        .await
+        .unwrap();
+    store.prefetch_layer_index("sha256:garbage");
+    assert!(matches!(
+        store.get_layer_index("sha256:garbage").await,
+        Err(StoreError::Codec { .. })
+    ));
+    store.flush().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scylla_backend_conforms() {
     let nodes = match std::env::var("VIGIL_SCYLLA_NODES") {
