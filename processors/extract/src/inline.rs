@@ -17,7 +17,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::io::{ReaderStream, StreamReader};
-use vigil_runtime::blobs::{BlobError, BlobReader, BlobStore};
+use vigil_runtime::blobs::{BlobError, BlobReader, BlobStore, DigestCheck};
 use vigil_store::Store;
 
 use crate::{index_layer, ExtractLimits};
@@ -65,15 +65,20 @@ impl Read for ChunkReader {
     }
 }
 
-impl IndexingBlobs {
+#[async_trait]
+impl BlobStore for IndexingBlobs {
+    async fn has(&self, digest: &str) -> Result<bool, BlobError> {
+        self.inner.has(digest).await
+    }
+
     /// Stage the blob in the inner store while `index_layer` reads it; store the index
     /// once the blob is staged (its digest and size verified).
-    async fn put_indexing(
+    async fn put_checked(
         &self,
         digest: &str,
         reader: BlobReader,
         max_size: u64,
-        self_verifying: bool,
+        check: DigestCheck,
     ) -> Result<u64, BlobError> {
         let (tx, rx) = mpsc::channel::<Bytes>(QUEUE);
         let limits = self.limits.clone();
@@ -98,11 +103,7 @@ impl IndexingBlobs {
             }
         });
         let teed: BlobReader = Box::pin(StreamReader::new(teed));
-        let staged = if self_verifying {
-            self.inner.put_self_verifying(digest, teed, max_size).await
-        } else {
-            self.inner.put(digest, teed, max_size).await
-        };
+        let staged = self.inner.put_checked(digest, teed, max_size, check).await;
         // The stream, and with it the last sender, is dropped: the indexer sees the end.
         let indexed = indexer.await;
         let n = staged?;
@@ -131,26 +132,6 @@ impl IndexingBlobs {
             Err(e) => tracing::warn!(layer = digest, error = %e, "indexing task failed"),
         }
         Ok(n)
-    }
-}
-
-#[async_trait]
-impl BlobStore for IndexingBlobs {
-    async fn has(&self, digest: &str) -> Result<bool, BlobError> {
-        self.inner.has(digest).await
-    }
-
-    async fn put(&self, digest: &str, reader: BlobReader, max_size: u64) -> Result<u64, BlobError> {
-        self.put_indexing(digest, reader, max_size, false).await
-    }
-
-    async fn put_self_verifying(
-        &self,
-        digest: &str,
-        reader: BlobReader,
-        max_size: u64,
-    ) -> Result<u64, BlobError> {
-        self.put_indexing(digest, reader, max_size, true).await
     }
 
     async fn open(&self, digest: &str) -> Result<BlobReader, BlobError> {

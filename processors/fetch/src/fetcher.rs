@@ -10,7 +10,7 @@ use tokio::io::AsyncReadExt;
 use vigil_contracts::{
     Compression, FailureKind, ImageConfig, ImageDescriptor, ImageRef, LayerRef, SourceKind,
 };
-use vigil_runtime::blobs::{sha256_hex, BlobStore};
+use vigil_runtime::blobs::{sha256_hex, BlobStore, DigestCheck};
 
 use crate::config::FetchConfig;
 use crate::error::FetchError;
@@ -647,10 +647,11 @@ impl Fetcher {
             };
         // oci-client checks a registry blob's digest as it streams (the stream ends in an
         // error on a mismatch, and the slot names the digest found): not hashed twice.
-        let res = match slot {
-            Some(_) => blobs.put_self_verifying(&layer.digest, reader, max).await,
-            None => blobs.put(&layer.digest, reader, max).await,
+        let check = match slot {
+            Some(_) => DigestCheck::ByStream,
+            None => DigestCheck::Hash,
         };
+        let res = blobs.put_checked(&layer.digest, reader, max, check).await;
         if let Some(slot) = &slot {
             check_slot(image, &what, slot)?;
         }

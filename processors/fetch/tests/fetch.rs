@@ -294,6 +294,31 @@ async fn registry_basic_auth() {
     assert!(ok.blobs.has(&f.to_extract[0]).await.unwrap());
 }
 
+/// An environment whose stage shares a `Fetcher` prepared for `source`, as `vigil scan`
+/// makes it (the registry client built while the store opens).
+async fn env_prepared(config: FetchConfig, source: &str) -> Env {
+    let mut fetcher = None;
+    let e = env_with(config, |config, store, blobs| {
+        let f = Arc::new(Fetcher::new(config));
+        fetcher = Some(f.clone());
+        FetchStage::with_fetcher(f, store, blobs)
+    });
+    let fetcher = fetcher.unwrap();
+    fetcher.prepare(source).await;
+    // Sources it has nothing to prepare for, or cannot parse: it returns quietly.
+    for other in [
+        "oci-dir:/nonexistent",
+        "dir:/nonexistent",
+        "::not a source::",
+    ] {
+        fetcher.prepare(other).await;
+    }
+    e
+}
+
+/// Without the registry's CA the fetch fails with the TLS error, with it the image is
+/// fetched; the same with a prepared `Fetcher`, whose client serves the stage and which
+/// leaves the error to the fetch.
 #[tokio::test]
 async fn registry_tls_with_and_without_ca() {
     let reg = Registry::start(RegistryOpts {
@@ -302,79 +327,34 @@ async fn registry_tls_with_and_without_ca() {
     });
     reg.push_testbed(&["multiarch"]);
     let src = format!("{}/multiarch:latest", reg.host());
-
-    let no_ca = env(FetchConfig::default());
-    let err = run(&no_ca, &src, Some("linux/arm64"), false)
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind, FailureKind::Upstream, "{err}");
-    assert!(
-        err.message.to_lowercase().contains("certificate") || err.message.contains("TLS"),
-        "{err}"
-    );
-
-    let with_ca = env(FetchConfig {
+    let with_ca = || FetchConfig {
         ca_certs: vec![reg.ca_cert().unwrap()],
         ..Default::default()
-    });
-    let f = fetched(&with_ca, &src, Some("linux/arm64")).await;
-    assert_eq!(
-        f.descriptor.image.digest,
-        manifest_digest("multiarch", "linux/arm64")
-    );
-    assert_eq!(f.to_extract.len(), 1);
-}
-
-/// `vigil scan` prepares the registry client while its store opens and hands the same
-/// `Fetcher` to the fetch stage: the stage then fetches with that client, and a registry
-/// the client cannot trust still fails the fetch with the TLS error, not in `prepare`.
-#[tokio::test]
-async fn a_prepared_fetcher_serves_the_stage_and_leaves_errors_to_it() {
-    let reg = Registry::start(RegistryOpts {
-        auth: None,
-        tls: true,
-    });
-    reg.push_testbed(&["multiarch"]);
-    let src = format!("{}/multiarch:latest", reg.host());
-    let mut fetchers = Vec::new();
-    let mut shared = |config, store, blobs| {
-        let fetcher = Arc::new(Fetcher::new(config));
-        fetchers.push(fetcher.clone());
-        FetchStage::with_fetcher(fetcher, store, blobs)
     };
-    let no_ca = env_with(FetchConfig::default(), &mut shared);
-    let with_ca = env_with(
-        FetchConfig {
-            ca_certs: vec![reg.ca_cert().unwrap()],
-            ..Default::default()
-        },
-        &mut shared,
-    );
-    for f in &fetchers {
-        f.prepare(&src).await;
-        // Sources it has nothing to prepare for, or cannot parse: it returns quietly.
-        for other in [
-            "oci-dir:/nonexistent",
-            "dir:/nonexistent",
-            "::not a source::",
-        ] {
-            f.prepare(other).await;
-        }
+    for prepared in [false, true] {
+        let (no_ca, with_ca) = if prepared {
+            (
+                env_prepared(FetchConfig::default(), &src).await,
+                env_prepared(with_ca(), &src).await,
+            )
+        } else {
+            (env(FetchConfig::default()), env(with_ca()))
+        };
+        let err = run(&no_ca, &src, Some("linux/arm64"), false)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, FailureKind::Upstream, "{err}");
+        assert!(
+            err.message.to_lowercase().contains("certificate") || err.message.contains("TLS"),
+            "{err}"
+        );
+        let f = fetched(&with_ca, &src, Some("linux/arm64")).await;
+        assert_eq!(
+            f.descriptor.image.digest,
+            manifest_digest("multiarch", "linux/arm64")
+        );
+        assert_eq!(f.to_extract.len(), 1);
     }
-
-    let err = run(&no_ca, &src, Some("linux/arm64"), false)
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind, FailureKind::Upstream, "{err}");
-    assert!(
-        err.message.to_lowercase().contains("certificate") || err.message.contains("TLS"),
-        "{err}"
-    );
-    let f = fetched(&with_ca, &src, Some("linux/arm64")).await;
-    assert_eq!(
-        f.descriptor.image.digest,
-        manifest_digest("multiarch", "linux/arm64")
-    );
 }
 
 #[tokio::test]

@@ -37,19 +37,30 @@ pub fn sha256_hex(digest: &str) -> Result<&str, BlobError> {
 #[async_trait]
 pub trait BlobStore: Send + Sync {
     async fn has(&self, digest: &str) -> Result<bool, BlobError>;
-    /// Stream `reader` into the cache under `digest`, verifying the digest (and at most
-    /// `max_size` bytes). Returns the byte count.
-    async fn put(&self, digest: &str, reader: BlobReader, max_size: u64) -> Result<u64, BlobError>;
-    /// [`BlobStore::put`] of a stream that checks its own digest: it ends in an error
-    /// when its bytes do not match `digest` (oci-client's registry blob streams do). The
-    /// size limit still holds; a store may skip hashing the bytes a second time.
+    /// Stream `reader` into the cache under `digest`, checking the digest as `check` says
+    /// and taking at most `max_size` bytes. Returns the byte count. Nothing is stored when
+    /// the check fails.
+    async fn put_checked(
+        &self,
+        digest: &str,
+        reader: BlobReader,
+        max_size: u64,
+        check: DigestCheck,
+    ) -> Result<u64, BlobError>;
+    /// [`BlobStore::put_checked`], hashing the bytes.
+    async fn put(&self, digest: &str, reader: BlobReader, max_size: u64) -> Result<u64, BlobError> {
+        self.put_checked(digest, reader, max_size, DigestCheck::Hash)
+            .await
+    }
+    /// [`BlobStore::put_checked`] of a stream that checks its own digest.
     async fn put_self_verifying(
         &self,
         digest: &str,
         reader: BlobReader,
         max_size: u64,
     ) -> Result<u64, BlobError> {
-        self.put(digest, reader, max_size).await
+        self.put_checked(digest, reader, max_size, DigestCheck::ByStream)
+            .await
     }
     async fn open(&self, digest: &str) -> Result<BlobReader, BlobError>;
     /// The blob as a blocking reader, for a consumer on a blocking thread. The default
@@ -66,6 +77,17 @@ pub trait BlobStore: Send + Sync {
     async fn delete(&self, digest: &str) -> Result<(), BlobError>;
 }
 
+/// How a put checks that the bytes match their digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DigestCheck {
+    /// Hash the bytes as they are written.
+    Hash,
+    /// The stream checks its own digest: it ends in an error when its bytes do not
+    /// match (oci-client's registry blob streams do). A store may skip hashing them a
+    /// second time; the size limit still holds.
+    ByStream,
+}
+
 /// A local directory cache (embedded mode): `DIR/sha256/<hex>`.
 pub struct LocalBlobStore {
     dir: PathBuf,
@@ -79,45 +101,6 @@ impl LocalBlobStore {
     fn path(&self, digest: &str) -> Result<PathBuf, BlobError> {
         Ok(self.dir.join("sha256").join(sha256_hex(digest)?))
     }
-
-    /// Stream into a temp file, then rename it into place: a failed copy leaves nothing.
-    async fn put_checked(
-        &self,
-        digest: &str,
-        reader: BlobReader,
-        max_size: u64,
-        hash: bool,
-    ) -> Result<u64, BlobError> {
-        let path = self.path(digest)?;
-        let parent = path.parent().unwrap_or(Path::new("."));
-        tokio::fs::create_dir_all(parent)
-            .await
-            .map_err(|e| io(digest, e))?;
-        let tmp = parent.join(format!(
-            ".{}.{}.part",
-            sha256_hex(digest)?,
-            std::process::id()
-        ));
-        let f = tokio::fs::File::create(&tmp)
-            .await
-            .map_err(|e| io(digest, e))?;
-        // Large writes: each write to a tokio file is a hop to the blocking pool.
-        let mut f = tokio::io::BufWriter::with_capacity(1 << 20, f);
-        match copy_checked(digest, reader, &mut f, max_size, hash).await {
-            Ok(n) => {
-                drop(f);
-                tokio::fs::rename(&tmp, &path)
-                    .await
-                    .map_err(|e| io(digest, e))?;
-                Ok(n)
-            }
-            Err(e) => {
-                drop(f);
-                let _ = tokio::fs::remove_file(&tmp).await;
-                Err(e)
-            }
-        }
-    }
 }
 
 fn io(digest: &str, e: impl std::fmt::Display) -> BlobError {
@@ -127,26 +110,17 @@ fn io(digest: &str, e: impl std::fmt::Display) -> BlobError {
     }
 }
 
-/// Copy `reader` into `w`, hashing as it goes; fails on a digest mismatch or size overrun.
-pub async fn copy_verified<W: tokio::io::AsyncWrite + Unpin>(
-    digest: &str,
-    reader: BlobReader,
-    w: &mut W,
-    max_size: u64,
-) -> Result<u64, BlobError> {
-    copy_checked(digest, reader, w, max_size, true).await
-}
-
-/// [`copy_verified`], hashing only when `hash` (else the reader checks its own digest).
+/// Copy `reader` into `w`, hashing as it goes when `check` says so; fails on a digest
+/// mismatch, a size overrun, or an error of the reader.
 async fn copy_checked<W: tokio::io::AsyncWrite + Unpin>(
     digest: &str,
     mut reader: BlobReader,
     w: &mut W,
     max_size: u64,
-    hash: bool,
+    check: DigestCheck,
 ) -> Result<u64, BlobError> {
     let expected = sha256_hex(digest)?.to_ascii_lowercase();
-    let mut hasher = hash.then(Sha256::new);
+    let mut hasher = (check == DigestCheck::Hash).then(Sha256::new);
     let mut buf = vec![0u8; 256 * 1024];
     let mut n: u64 = 0;
     loop {
@@ -188,17 +162,43 @@ impl BlobStore for LocalBlobStore {
             .unwrap_or(false))
     }
 
-    async fn put(&self, digest: &str, reader: BlobReader, max_size: u64) -> Result<u64, BlobError> {
-        self.put_checked(digest, reader, max_size, true).await
-    }
-
-    async fn put_self_verifying(
+    /// Stream into a temp file, then rename it into place: a failed copy leaves nothing.
+    async fn put_checked(
         &self,
         digest: &str,
         reader: BlobReader,
         max_size: u64,
+        check: DigestCheck,
     ) -> Result<u64, BlobError> {
-        self.put_checked(digest, reader, max_size, false).await
+        let path = self.path(digest)?;
+        let parent = path.parent().unwrap_or(Path::new("."));
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(|e| io(digest, e))?;
+        let tmp = parent.join(format!(
+            ".{}.{}.part",
+            sha256_hex(digest)?,
+            std::process::id()
+        ));
+        let f = tokio::fs::File::create(&tmp)
+            .await
+            .map_err(|e| io(digest, e))?;
+        // Large writes: each write to a tokio file is a hop to the blocking pool.
+        let mut f = tokio::io::BufWriter::with_capacity(1 << 20, f);
+        match copy_checked(digest, reader, &mut f, max_size, check).await {
+            Ok(n) => {
+                drop(f);
+                tokio::fs::rename(&tmp, &path)
+                    .await
+                    .map_err(|e| io(digest, e))?;
+                Ok(n)
+            }
+            Err(e) => {
+                drop(f);
+                let _ = tokio::fs::remove_file(&tmp).await;
+                Err(e)
+            }
+        }
     }
 
     async fn open(&self, digest: &str) -> Result<BlobReader, BlobError> {

@@ -16,7 +16,7 @@ use tracing::Instrument;
 use vigil_contracts::streams::{self, ConsumerTuning, Retention, StreamDef};
 use vigil_contracts::{StageName, Subjects};
 
-use crate::blobs::{sha256_hex, BlobError, BlobReader, BlobStore};
+use crate::blobs::{sha256_hex, BlobError, BlobReader, BlobStore, DigestCheck};
 use crate::failure::failure_outputs;
 use crate::stage::{request_of, Outgoing, Stage};
 
@@ -448,7 +448,14 @@ impl BlobStore for ObjectStoreBlobs {
         Ok(self.store.info(digest).await.is_ok())
     }
 
-    async fn put(&self, digest: &str, reader: BlobReader, max_size: u64) -> Result<u64, BlobError> {
+    /// Always hashes (the object store is filled by other processes' fetch stages too).
+    async fn put_checked(
+        &self,
+        digest: &str,
+        reader: BlobReader,
+        max_size: u64,
+        _check: DigestCheck,
+    ) -> Result<u64, BlobError> {
         let expected = sha256_hex(digest)?.to_ascii_lowercase();
         let mut r = HashingReader {
             inner: reader,

@@ -15,10 +15,10 @@ use vigil_runtime::blobs::{BlobStore, LocalBlobStore};
 use vigil_runtime::inprocess::InProcess;
 use vigil_runtime::jetstream::{self, JetStreamRunner, ObjectStoreBlobs};
 use vigil_runtime::Outgoing;
+use vigil_store::embedded::WriteMode;
 
 use crate::report::{self, Format};
 use crate::wiring::{self, Config};
-use vigil_store::embedded::WriteMode;
 
 #[derive(Parser)]
 #[command(
