@@ -618,3 +618,81 @@ impl Store {
         self.list_all(Table::Notification, key).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Wait (bounded) until no prefetch of the store is running.
+    async fn prefetches_done(store: &Store) {
+        for _ in 0..10_000 {
+            let running = !store
+                .fresh_layers
+                .as_ref()
+                .unwrap()
+                .lock()
+                .unwrap()
+                .reading
+                .is_empty();
+            if !running {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        panic!("the prefetch did not end");
+    }
+
+    /// Once a prefetch has ended, the index is served from memory: a row replaced in
+    /// the table afterwards is not what the next read returns; the read after it is.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_finished_prefetch_is_served_from_memory_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_embedded(&dir.path().join("s.redb")).unwrap();
+        let stored = crate::conformance::sample_layer_index("sha256:pre", 7);
+        store.put_layer_index(&stored).await.unwrap();
+        store.prefetch_layer_index("sha256:pre");
+        prefetches_done(&store).await;
+
+        let mut replaced = stored.clone();
+        replaced.warnings = vec!["written after the prefetch".into()];
+        let bytes = enc(Table::LayerIndex, &replaced).unwrap();
+        store
+            .backend()
+            .put(Table::LayerIndex, "sha256:pre", "", bytes)
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get_layer_index("sha256:pre").await.unwrap(),
+            Some(stored)
+        );
+        assert_eq!(
+            store.get_layer_index("sha256:pre").await.unwrap(),
+            Some(replaced)
+        );
+    }
+
+    /// After `forget_kept_records`, reads still answer, from the table.
+    #[tokio::test]
+    async fn forgetting_kept_records_leaves_reads_to_the_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_embedded(&dir.path().join("s.redb")).unwrap();
+        let a = Arc::new(crate::conformance::sample_analysis("sha256:img"));
+        store.put_analysis_shared(a.clone()).await.unwrap();
+        let idx = Arc::new(crate::conformance::sample_layer_index("sha256:l", 7));
+        store.put_layer_index_shared(idx.clone()).await.unwrap();
+        store.forget_kept_records();
+        assert!(store.recent("sha256:img").is_none());
+        assert_eq!(
+            store
+                .get_analysis_shared("sha256:img")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(&*a)
+        );
+        assert_eq!(
+            store.get_layer_index("sha256:l").await.unwrap().as_ref(),
+            Some(&*idx)
+        );
+    }
+}
