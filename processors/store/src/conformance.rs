@@ -63,6 +63,8 @@ pub async fn run_backend(b: &dyn Backend) {
     backend_write_batch(b, &x).await;
     backend_concurrent_writers(b, &x).await;
     backend_large_values(b, &x).await;
+    backend_large_batch(b, &x).await;
+    backend_large_partition(b, &x).await;
 }
 
 /// Values of every size round-trip: megabyte records (layer indexes, analyses), values
@@ -439,6 +441,172 @@ async fn backend_write_batch(b: &dyn Backend, x: &str) {
     );
     ok("empty write_batch", b.write_batch(Vec::new()).await);
     assert_eq!(ok("list", b.list(Table::PackageImages, &p2).await).len(), 2);
+}
+
+/// A batch of 5,000 writes (more than one atomic batch of a JetStream server), over
+/// many partitions of a row table and of a paged one, then one deleting them again.
+async fn backend_large_batch(b: &dyn Backend, x: &str) {
+    const N: usize = 5_000;
+    let row = |i: usize| {
+        (
+            Table::LayerVersion,
+            format!("{x}lb-layer-{i:05}"),
+            String::new(),
+        )
+    };
+    let paged = |i: usize| {
+        (
+            Table::ImageKeys,
+            format!("{x}lb-image-{:02}", i % 25),
+            format!("ns|pkg-{i:05}"),
+        )
+    };
+    let key = |i: usize| {
+        if i.is_multiple_of(2) {
+            row(i)
+        } else {
+            paged(i)
+        }
+    };
+    let writes = (0..N)
+        .map(|i| {
+            let (table, partition, sort) = key(i);
+            Write::Put {
+                table,
+                partition,
+                sort,
+                value: (i as u32).to_be_bytes().to_vec(),
+            }
+        })
+        .collect();
+    ok("write_batch of 5,000", b.write_batch(writes).await);
+    for i in [0, 1, 2, 999, 1000, 1001, 2500, 4998, 4999] {
+        let (table, partition, sort) = key(i);
+        assert_eq!(
+            ok("get", b.get(table, &partition, &sort).await),
+            Some((i as u32).to_be_bytes().to_vec()),
+            "row {i} of a 5,000-row batch"
+        );
+    }
+    for p in 0..25 {
+        let rows = ok(
+            "list",
+            b.list(Table::ImageKeys, &format!("{x}lb-image-{p:02}"))
+                .await,
+        );
+        let want: Vec<String> = (0..N)
+            .filter(|i| i % 2 == 1 && i % 25 == p)
+            .map(|i| format!("ns|pkg-{i:05}"))
+            .collect();
+        let got: Vec<String> = rows.into_iter().map(|(k, _)| k).collect();
+        assert_eq!(got, want, "partition {p} of a 5,000-row batch, in order");
+    }
+    // Replace every tenth row, delete the others.
+    let writes = (0..N)
+        .map(|i| {
+            let (table, partition, sort) = key(i);
+            if i.is_multiple_of(10) {
+                Write::Put {
+                    table,
+                    partition,
+                    sort,
+                    value: b"kept".to_vec(),
+                }
+            } else {
+                Write::Delete {
+                    table,
+                    partition,
+                    sort,
+                }
+            }
+        })
+        .collect();
+    ok("write_batch of 5,000", b.write_batch(writes).await);
+    for i in [0, 1, 2, 10, 990, 1000, 1001, 4990, 4999] {
+        let (table, partition, sort) = key(i);
+        let want = i.is_multiple_of(10).then(|| b"kept".to_vec());
+        assert_eq!(
+            ok("get", b.get(table, &partition, &sort).await),
+            want,
+            "row {i}"
+        );
+    }
+    let mut kept = 0;
+    for p in 0..25 {
+        kept += ok(
+            "list",
+            b.list(Table::ImageKeys, &format!("{x}lb-image-{p:02}"))
+                .await,
+        )
+        .len();
+    }
+    assert_eq!(
+        kept, 0,
+        "every odd row was deleted, and no odd i is a multiple of 10"
+    );
+}
+
+/// A paged partition of 20,000 rows (a package in 20,000 images), written in batches in
+/// an order that is not the sort order, is listed whole and in order; deleting half of
+/// it in one batch leaves the other half.
+async fn backend_large_partition(b: &dyn Backend, x: &str) {
+    const N: usize = 20_000;
+    let t = Table::PackageImages;
+    let p = format!("{x}huge");
+    let sort = |i: usize| {
+        format!(
+            "sha256:{:064x}",
+            (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        )
+    };
+    // A permutation of 0..N (7919 is prime to N).
+    let order: Vec<usize> = (0..N).map(|i| (i * 7919) % N).collect();
+    for part in order.chunks(1_000) {
+        let writes = part
+            .iter()
+            .map(|&i| Write::Put {
+                table: t,
+                partition: p.clone(),
+                sort: sort(i),
+                value: Vec::new(),
+            })
+            .collect();
+        ok("write_batch", b.write_batch(writes).await);
+    }
+    let mut want: Vec<String> = (0..N).map(sort).collect();
+    want.sort();
+    let got: Vec<String> = ok("list", b.list(t, &p).await)
+        .into_iter()
+        .map(|(k, v)| {
+            assert!(v.is_empty());
+            k
+        })
+        .collect();
+    assert_eq!(
+        got.len(),
+        N,
+        "every row of a 20,000-row partition is listed"
+    );
+    assert!(
+        got == want,
+        "a 20,000-row partition is listed in sort order"
+    );
+    let writes = (0..N)
+        .filter(|i| i.is_multiple_of(2))
+        .map(|i| Write::Delete {
+            table: t,
+            partition: p.clone(),
+            sort: sort(i),
+        })
+        .collect();
+    ok("write_batch of 10,000 deletes", b.write_batch(writes).await);
+    let mut want: Vec<String> = (0..N).filter(|i| i % 2 == 1).map(sort).collect();
+    want.sort();
+    let got: Vec<String> = ok("list", b.list(t, &p).await)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert!(got == want, "the other 10,000 rows are left, in order");
 }
 
 // ---- typed store ---------------------------------------------------------------------

