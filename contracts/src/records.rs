@@ -44,6 +44,11 @@ pub struct RequestContext {
     /// Image index digest when this request is one platform of a `--platform all` scan.
     #[serde(default)]
     pub index_digest: Option<String>,
+    /// How often extract sent this request back to fetch because a staged layer blob
+    /// had expired from the blob cache (bounded, so that a cache too small for one
+    /// image ends in a failure rather than a loop).
+    #[serde(default)]
+    pub refetches: u32,
 }
 
 impl RequestContext {
@@ -579,6 +584,10 @@ pub struct AnalyzedImage {
     #[serde(default)]
     pub request: Option<RequestContext>,
     pub image_digest: String,
+    /// What asked for a re-match without a request (`<feed>:<sync id>`), so that the
+    /// re-matches of two feed updates are two different messages.
+    #[serde(default)]
+    pub cause: Option<String>,
 }
 record!(AnalyzedImage, "analyzed_image");
 
@@ -817,6 +826,10 @@ pub struct MatchedImage {
     /// The change against the previously stored report, when there was one.
     #[serde(default)]
     pub diff: Option<VulnDiff>,
+    /// When the match was made (the report's `matched_at`): the time of the evaluation
+    /// it leads to, so that a redelivered message evaluates to the same record.
+    #[serde(default)]
+    pub matched_at: UnixMillis,
 }
 record!(MatchedImage, "matched_image");
 
@@ -1168,6 +1181,23 @@ pub struct DeadLetter {
     pub failed_at: UnixMillis,
 }
 record!(DeadLetter, "dead_letter");
+
+/// A message too large to travel inline: its encoded record is an object in the
+/// `<PREFIX>_payloads` object store, named by the SHA-256 of its bytes. Any subscriber
+/// of vigil's subjects may receive one in place of any record (a full scan result of a
+/// large image is several MB, more than NATS's `max_payload`); it fetches the object,
+/// checks `sha256` and decodes that as the record named by `record`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PayloadRef {
+    /// The record kind of the referenced bytes (`scan_result`, …).
+    pub record: String,
+    /// Object name in the payload bucket.
+    pub object: String,
+    pub size: u64,
+    /// Hex SHA-256 of the referenced bytes.
+    pub sha256: String,
+}
+record!(PayloadRef, "payload_ref");
 
 /// A stored policy bundle.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -17,6 +17,7 @@ fn ctx() -> RequestContext {
         submitted_at: 42,
         dockerfile: None,
         index_digest: None,
+        refetches: 1,
     }
 }
 
@@ -200,6 +201,7 @@ fn every_record_roundtrips() {
     roundtrip(AnalyzedImage {
         request: Some(ctx()),
         image_digest: "sha256:aa".into(),
+        cause: None,
     });
     roundtrip(VulnReport {
         image_digest: "sha256:aa".into(),
@@ -210,6 +212,7 @@ fn every_record_roundtrips() {
     roundtrip(MatchedImage {
         request: None,
         image_digest: "sha256:aa".into(),
+        matched_at: 7,
         diff: Some(VulnDiff {
             added: vec![finding()],
             ..Default::default()

@@ -207,7 +207,7 @@ async fn rematch(args: Args) -> Result<()> {
     let subjects = vigil_contracts::Subjects::default();
     let mut runner = JetStreamRunner::new(client.clone(), subjects.clone(), Default::default());
     runner.concurrency = args.concurrency;
-    jetstream::ensure_streams(runner.context(), &subjects).await?;
+    jetstream::ensure_streams(runner.context(), &subjects, &Default::default()).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let stages: Vec<Arc<dyn Stage>> = vec![
         matcher.clone(),

@@ -1,6 +1,8 @@
 //! Helpers for the end-to-end tests: run the real `vigil` binary with its own data
 //! directory, against services started by `vigil_testkit`.
 
+pub mod cluster;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
@@ -42,7 +44,9 @@ impl Vigil {
     pub fn new() -> Vigil {
         Vigil {
             data_dir: tempfile::tempdir().expect("data dir"),
-            env: Vec::new(),
+            // Tests run several `vigil run` processes at once: each serves its
+            // operations endpoints on a free port.
+            env: vec![("VIGIL_OPS__LISTEN".into(), "127.0.0.1:0".into())],
         }
     }
 

@@ -57,7 +57,7 @@ fn results_over_nats(url: &str, ids: &[String]) -> Vec<ScanResult> {
         let js = async_nats::jetstream::new(client);
         let subjects = Subjects::new("vigil");
         let stream = js
-            .get_stream(streams::results_stream(&subjects).name)
+            .get_stream(streams::results_stream_name(&subjects))
             .await
             .unwrap();
         let mut out = Vec::new();

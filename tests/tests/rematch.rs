@@ -20,9 +20,16 @@ fn tracker_without_sope() -> String {
     serde_json::to_string(&m).unwrap()
 }
 
-#[test]
-fn new_advisory_notifies_the_images_it_hits() {
-    let nats = Nats::start();
+/// A Debian 12 root file system holding sope at an affected version, a feed file
+/// without sope's advisory, and a config naming that feed.
+struct Setup {
+    work: tempfile::TempDir,
+    feed: std::path::PathBuf,
+    config: std::path::PathBuf,
+    root: std::path::PathBuf,
+}
+
+fn setup() -> Setup {
     let work = tempfile::tempdir().unwrap();
     let feed = work.path().join("tracker.json");
     std::fs::write(&feed, tracker_without_sope()).unwrap();
@@ -35,7 +42,6 @@ fn new_advisory_notifies_the_images_it_hits() {
         ),
     )
     .unwrap();
-    // A Debian 12 root file system holding sope at an affected version.
     let root = work.path().join("rootfs");
     write(
         &root,
@@ -48,21 +54,16 @@ fn new_advisory_notifies_the_images_it_hits() {
         "Package: sope4.9-libsope1\nStatus: install ok installed\nSource: sope\nArchitecture: amd64\nVersion: 5.8.0-1\nDescription: x\n\n\
          Package: apparmor\nStatus: install ok installed\nArchitecture: amd64\nVersion: 3.0.8-3\nDescription: x\n\n",
     );
+    Setup {
+        work,
+        feed,
+        config,
+        root,
+    }
+}
 
-    let v = Vigil::new()
-        .env("VIGIL_NATS__URL", &nats.url())
-        .env("VIGIL_CONFIG", config.to_str().unwrap());
-    let mut runner = v.spawn(&["run", "all"], "run.log");
-
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let client = rt.block_on(async { async_nats::connect(nats.url()).await.unwrap() });
-    let mut notes = rt.block_on(async {
-        let s = client.subscribe("vigil.notify.vuln_update").await.unwrap();
-        client.flush().await.unwrap();
-        s
-    });
-
-    // First sync (no sope advisory), then the scan.
+/// First sync (no sope advisory), then scans until one finds apparmor's CVE.
+fn first_sync_and_scan(v: &Vigil, root: &std::path::Path, log: &str) {
     let out = v.run(&["feeds", "request"]);
     assert!(
         out.status.success(),
@@ -85,7 +86,7 @@ fn new_advisory_notifies_the_images_it_hits() {
             panic!(
                 "submit: {e}\n{}\n{}",
                 String::from_utf8_lossy(&out.stderr),
-                v.log("run.log")
+                v.log(log)
             )
         });
         assert_eq!(report["status"], "succeeded", "{report}");
@@ -105,22 +106,32 @@ fn new_advisory_notifies_the_images_it_hits() {
         assert!(
             start.elapsed() < Duration::from_secs(60),
             "the first feed sync never reached the scans: {ids:?}\n{}",
-            v.log("run.log")
+            v.log(log)
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+}
 
-    // The advisory appears upstream; the cluster syncs.
-    std::fs::copy(testbed::feeds_dir().join("debian/tracker.json"), &feed).unwrap();
+/// The advisory appears upstream; the cluster is asked to sync.
+fn advisory_arrives(v: &Vigil, s: &Setup) {
+    std::fs::copy(testbed::feeds_dir().join("debian/tracker.json"), &s.feed).unwrap();
     let out = v.run(&["feeds", "request"]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The next `vuln_update` names exactly sope's new finding.
+fn expect_sope_notification(
+    rt: &tokio::runtime::Runtime,
+    notes: &mut async_nats::Subscriber,
+    logs: &dyn Fn() -> String,
+) {
     let note = rt
-        .block_on(async { tokio::time::timeout(Duration::from_secs(60), notes.next()).await })
-        .unwrap_or_else(|_| panic!("no vuln_update notification\n{}", v.log("run.log")))
+        .block_on(async { tokio::time::timeout(Duration::from_secs(90), notes.next()).await })
+        .unwrap_or_else(|_| panic!("no vuln_update notification\n{}", logs()))
         .expect("subscription open");
     let n: vigil_contracts::Notification = vigil_contracts::codec::decode(&note.payload).unwrap();
     assert_eq!(n.kind, vigil_contracts::NotificationKind::VulnUpdate);
@@ -138,10 +149,101 @@ fn new_advisory_notifies_the_images_it_hits() {
     let more =
         rt.block_on(async { tokio::time::timeout(Duration::from_secs(3), notes.next()).await });
     assert!(more.is_err(), "unexpected second vuln_update");
+}
 
+fn subscribe(rt: &tokio::runtime::Runtime, nats: &Nats) -> async_nats::Subscriber {
+    rt.block_on(async {
+        let client = async_nats::connect(nats.url()).await.unwrap();
+        let s = client.subscribe("vigil.notify.vuln_update").await.unwrap();
+        client.flush().await.unwrap();
+        s
+    })
+}
+
+/// Whatever the scans announced before the advisory arrived (a scan that ran before the
+/// first sync landed and one after it differ by apparmor's finding), drain it.
+fn drain(rt: &tokio::runtime::Runtime, notes: &mut async_nats::Subscriber) {
+    rt.block_on(async {
+        while let Ok(Some(_)) = tokio::time::timeout(Duration::from_secs(2), notes.next()).await {}
+    });
+}
+
+fn stop(runner: &mut std::process::Child) {
     std::process::Command::new("kill")
         .args(["-TERM", &runner.id().to_string()])
         .status()
         .unwrap();
     let _ = runner.wait();
+}
+
+#[test]
+fn new_advisory_notifies_the_images_it_hits() {
+    let nats = Nats::start();
+    let s = setup();
+    let v = Vigil::new()
+        .env("VIGIL_NATS__URL", &nats.url())
+        .env("VIGIL_CONFIG", s.config.to_str().unwrap());
+    let mut runner = v.spawn(&["run", "all"], "run.log");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut notes = subscribe(&rt, &nats);
+    first_sync_and_scan(&v, &s.root, "run.log");
+    drain(&rt, &mut notes);
+    advisory_arrives(&v, &s);
+    expect_sope_notification(&rt, &mut notes, &|| v.log("run.log"));
+    stop(&mut runner);
+    drop(s.work);
+}
+
+/// Defect: match stored the new report before publishing, so a re-match redelivered
+/// after the process died between the two saw an empty diff and the `vuln_update` was
+/// never sent. Here the process aborts right after the re-match's store writes; the
+/// next process handles the redelivered message and the notification still goes out.
+#[test]
+fn a_rematch_interrupted_before_publishing_still_notifies() {
+    let nats = Nats::start();
+    let s = setup();
+    let v = Vigil::new()
+        .env("VIGIL_NATS__URL", &nats.url())
+        .env("VIGIL_NATS__ACK_WAIT_SECS", "3")
+        .env("VIGIL_CONFIG", s.config.to_str().unwrap());
+    let mut first = v.spawn(&["run", "all"], "first.log");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut notes = subscribe(&rt, &nats);
+    first_sync_and_scan(&v, &s.root, "first.log");
+    drain(&rt, &mut notes);
+    stop(&mut first);
+
+    // This process dies after matching the image again and before publishing.
+    let mut crashing = v
+        .command(&["run", "all"])
+        .env("VIGIL_NATS__CRASH_BEFORE_PUBLISH", "match:stage.match")
+        .stderr(std::fs::File::create(v.data_dir.path().join("crash.log")).unwrap())
+        .spawn()
+        .unwrap();
+    advisory_arrives(&v, &s);
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = crashing.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the re-match never ran\n{}",
+            v.log("crash.log")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(!status.success(), "aborted: {status:?}");
+    assert!(
+        v.log("crash.log")
+            .contains("ending the process before publishing"),
+        "{}",
+        v.log("crash.log")
+    );
+    let mut last = v.spawn(&["run", "all"], "last.log");
+    expect_sope_notification(&rt, &mut notes, &|| {
+        format!("{}\n{}", v.log("crash.log"), v.log("last.log"))
+    });
+    stop(&mut last);
+    drop(s.work);
 }

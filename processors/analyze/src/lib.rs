@@ -372,6 +372,7 @@ impl Stage for AnalyzeStage {
                 &AnalyzedImage {
                     request: Some(msg.request),
                     image_digest: digest,
+                    cause: None,
                 },
             )?])
         }

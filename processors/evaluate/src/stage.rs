@@ -220,10 +220,36 @@ impl Stage for EvaluateStage {
                 self.store.activate_bundle(&stored.id).await?;
                 tracing::info!(bundle = %stored.id, "policy bundle published and activated");
             }
-            return self.reevaluate_all(&update, now_millis()).await;
+            // The evaluation time is chosen once per update and kept: a redelivered update
+            // (the process died after storing evaluations and before publishing) evaluates
+            // at the same time, compares with the same previous evaluations and announces
+            // the same changes.
+            let key = format!(
+                "reevaluation-time|{}|{}",
+                update.bundle_id, update.updated_at
+            );
+            let b = self.store.backend();
+            let at = match b.get(Table::Meta, &key, "").await? {
+                Some(v) => String::from_utf8_lossy(&v)
+                    .parse()
+                    .unwrap_or_else(|_| now_millis()),
+                None => {
+                    let at = now_millis().max(update.updated_at);
+                    b.put(Table::Meta, &key, "", at.to_string().into_bytes())
+                        .await?;
+                    at
+                }
+            };
+            return self.reevaluate_all(&update, at).await;
         }
         let msg: MatchedImage = codec::decode(payload)?;
-        let (evaluation, previous_action) = self.evaluate_image(&msg, now_millis()).await?;
+        // Likewise the time of the match this evaluation follows.
+        let at = if msg.matched_at > 0 {
+            msg.matched_at
+        } else {
+            now_millis()
+        };
+        let (evaluation, previous_action) = self.evaluate_image(&msg, at).await?;
         let msg_id = match &msg.request {
             Some(r) => format!("evaluated-{}", r.request_id),
             None => format!("evaluated-{}-{}", msg.image_digest, evaluation.evaluated_at),

@@ -884,6 +884,7 @@ mod stage {
             request: req,
             image_digest: DIGEST.into(),
             diff: None,
+            matched_at: 0,
         })
         .unwrap()
     }
@@ -996,10 +997,22 @@ mod stage {
             2
         );
 
-        // Redelivered (or another update with the same verdict): no change, nothing out.
+        // Redelivered (the first delivery's process died before publishing): the same
+        // outputs as the first delivery, under the same message ids, so the change is
+        // announced once whichever delivery gets through.
+        tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+        let again = stage
+            .handle(&Subject::PolicyUpdated, &codec::encode(&update).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(again, outs);
+        // Another update with the same verdict: no change, nothing out.
+        let later = crate::policy::activate_bundle(&store, "b1", 3)
+            .await
+            .unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(3)).await;
         assert!(stage
-            .handle(&Subject::PolicyUpdated, &codec::encode(&update).unwrap())
+            .handle(&Subject::PolicyUpdated, &codec::encode(&later).unwrap())
             .await
             .unwrap()
             .is_empty());
@@ -1040,6 +1053,7 @@ mod stage {
             request: None,
             image_digest: "sha256:none".into(),
             diff: None,
+            matched_at: 0,
         })
         .unwrap();
         let err = stage

@@ -14,6 +14,7 @@
 //! * [`IndexingBlobs`]: a blob cache that indexes each layer while it downloads, for a
 //!   process that runs fetch and extract together (`vigil scan`).
 
+pub mod claim;
 pub mod detect;
 pub mod index;
 pub mod inline;
@@ -21,10 +22,13 @@ pub mod path;
 mod readahead;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tracing::Instrument;
-use vigil_contracts::{codec, ExtractedImage, FailureKind, FetchedImage, StageName, Subject};
+use vigil_contracts::{
+    codec, ExtractedImage, FailureKind, FetchedImage, ScanRequest, StageName, Subject,
+};
 use vigil_runtime::blobs::{BlobError, BlobStore};
 use vigil_runtime::{Outgoing, Stage, StageError};
 use vigil_store::Store;
@@ -43,11 +47,26 @@ impl From<ExtractError> for StageError {
     }
 }
 
+/// How often extract sends a request back to fetch because a staged blob expired.
+pub const MAX_REFETCHES: u32 = 2;
+
+/// How long an extract stage waits for another replica's extraction of the same layer.
+const WAIT_FOR_OTHER: Duration = Duration::from_secs(30 * 60);
+
+/// What became of one layer.
+enum LayerOutcome {
+    Indexed,
+    /// The staged blob is gone from the cache (expired, or the cache was full).
+    BlobMissing,
+}
+
 /// The extract stage.
 pub struct ExtractStage {
     limits: ExtractLimits,
     store: Store,
     blobs: Arc<dyn BlobStore>,
+    /// Who this stage is in extraction claims.
+    holder: String,
 }
 
 impl ExtractStage {
@@ -56,36 +75,86 @@ impl ExtractStage {
             limits,
             store,
             blobs,
+            holder: format!(
+                "{}-{}-{}",
+                std::env::var("HOSTNAME").unwrap_or_else(|_| "extract".into()),
+                std::process::id(),
+                uuid::Uuid::new_v4().simple()
+            ),
         }
     }
 
     /// Index one staged layer unless an index of this extractor version exists; on
-    /// success the blob leaves the cache.
-    async fn extract_one(&self, digest: &str) -> Result<(), StageError> {
+    /// success the blob leaves the cache. Only one extract stage in the cluster streams a
+    /// given layer at a time ([`claim`]); the others wait for its index.
+    async fn extract_one(&self, digest: &str) -> Result<LayerOutcome, StageError> {
+        let started = std::time::Instant::now();
+        let mut wait = Duration::from_millis(100);
+        loop {
+            if self
+                .store
+                .has_layer_index(digest, EXTRACTOR_VERSION)
+                .await?
+            {
+                tracing::debug!(layer = digest, "layer already indexed");
+                let _ = self.blobs.delete(digest).await;
+                return Ok(LayerOutcome::Indexed);
+            }
+            match claim::try_claim(&self.store, digest, &self.holder).await? {
+                claim::Claimed::Mine => break,
+                claim::Claimed::Busy { holder } => {
+                    if started.elapsed() > WAIT_FOR_OTHER {
+                        return Err(StageError::new(
+                            FailureKind::Internal,
+                            format!("layer {digest} has been extracted by {holder} for too long"),
+                        ));
+                    }
+                    tracing::debug!(layer = digest, %holder, "another extract stage has the layer; waiting");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+        // Ours: keep the claim fresh while the layer streams.
+        let refresher = {
+            let store = self.store.clone();
+            let d = digest.to_string();
+            let h = self.holder.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(claim::REFRESH_EVERY).await;
+                    let _ = claim::refresh(&store, &d, &h).await;
+                }
+            })
+        };
+        let result = self.extract_claimed(digest).await;
+        refresher.abort();
+        if let Err(e) = claim::release(&self.store, digest, &self.holder).await {
+            tracing::warn!(layer = digest, error = %e, "could not release the extraction claim");
+        }
+        result
+    }
+
+    async fn extract_claimed(&self, digest: &str) -> Result<LayerOutcome, StageError> {
+        // Indexed by the previous holder just before we claimed it.
         if self
             .store
             .has_layer_index(digest, EXTRACTOR_VERSION)
             .await?
         {
-            tracing::debug!(layer = digest, "layer already indexed");
             let _ = self.blobs.delete(digest).await;
-            return Ok(());
+            return Ok(LayerOutcome::Indexed);
         }
-        let reader = self
-            .blobs
-            .open_blocking(digest)
-            .await
-            .map_err(|e| match e {
-                // Not staged (yet, or the cache expired): a retry after fetch re-stages may work.
-                BlobError::NotFound(_) => StageError::new(
-                    FailureKind::Internal,
-                    format!("layer {digest} is not in the blob cache"),
-                ),
-                other => StageError::new(
+        let reader = match self.blobs.open_blocking(digest).await {
+            Ok(r) => r,
+            Err(BlobError::NotFound(_)) => return Ok(LayerOutcome::BlobMissing),
+            Err(other) => {
+                return Err(StageError::new(
                     FailureKind::Internal,
                     format!("opening layer {digest}: {other}"),
-                ),
-            })?;
+                ))
+            }
+        };
         let limits = self.limits.clone();
         let d = digest.to_string();
         let started = std::time::Instant::now();
@@ -104,7 +173,41 @@ impl ExtractStage {
         if let Err(e) = self.blobs.delete(digest).await {
             tracing::warn!(layer = digest, error = %e, "could not delete the staged blob");
         }
-        Ok(())
+        Ok(LayerOutcome::Indexed)
+    }
+}
+
+impl ExtractStage {
+    /// A staged layer blob is gone (expired from the cache): send the request back to
+    /// fetch, which stages the missing layers again, a bounded number of times.
+    fn refetch(&self, msg: FetchedImage, digest: &str) -> Result<Vec<Outgoing>, StageError> {
+        let mut request = msg.request;
+        if request.refetches >= MAX_REFETCHES {
+            return Err(StageError::new(
+                FailureKind::Internal,
+                format!(
+                    "layer {digest} is not in the blob cache, after fetching it again {} times \
+                     (is the blob cache too small or its TTL too short?)",
+                    request.refetches
+                ),
+            ));
+        }
+        request.refetches += 1;
+        tracing::warn!(
+            layer = digest,
+            attempt = request.refetches,
+            "the staged layer blob expired; sending the request back to fetch"
+        );
+        let id = format!("refetch-{}-{}", request.request_id, request.refetches);
+        Ok(vec![Outgoing::record(
+            Subject::ScanRequest,
+            id,
+            &ScanRequest {
+                request,
+                force: msg.force,
+                sbom: None,
+            },
+        )?])
     }
 }
 
@@ -127,8 +230,10 @@ impl Stage for ExtractStage {
             layers = msg.to_extract.len()
         );
         async {
-            for d in &msg.to_extract {
-                self.extract_one(d).await?;
+            for d in msg.to_extract.clone() {
+                if let LayerOutcome::BlobMissing = self.extract_one(&d).await? {
+                    return self.refetch(msg, &d);
+                }
             }
             let msg_id = format!(
                 "{}:extract:{}",

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use vigil_contracts::{
     codec, Compression, ExtractedImage, FailureKind, FetchedImage, ImageConfig, ImageDescriptor,
-    ImageRef, LayerRef, RequestContext, SourceKind, StageName, Subject,
+    ImageRef, LayerRef, RequestContext, ScanRequest, SourceKind, StageName, Subject,
 };
 use vigil_extract::{index_layer, ExtractLimits, ExtractStage, EXTRACTOR_VERSION};
 use vigil_runtime::blobs::{BlobStore, LocalBlobStore};
@@ -80,10 +80,23 @@ async fn stage_indexes_stores_and_deletes_the_blob() {
     let payload = codec::encode(&msg).unwrap();
     let subject = Subject::Stage(StageName::Extract);
 
-    // Not staged: a transient error, so the runner retries.
-    let err = stage.handle(&subject, &payload).await.unwrap_err();
+    // Not staged (the blob expired from the cache): the request goes back to fetch,
+    // which stages the layer again, at most MAX_REFETCHES times.
+    let back = stage.handle(&subject, &payload).await.unwrap();
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].subject, Subject::ScanRequest);
+    assert_eq!(back[0].msg_id, "refetch-req-1-1");
+    let again: ScanRequest = codec::decode(&back[0].payload).unwrap();
+    assert_eq!(again.request.refetches, 1);
+    assert_eq!(again.request.request_id, "req-1");
+    let mut tired = msg.clone();
+    tired.request.refetches = vigil_extract::MAX_REFETCHES;
+    let err = stage
+        .handle(&subject, &codec::encode(&tired).unwrap())
+        .await
+        .unwrap_err();
     assert_eq!(err.kind, FailureKind::Internal);
-    assert!(err.is_transient());
+    assert!(err.message.contains("not in the blob cache"), "{err}");
 
     let f = tokio::fs::File::open(vigil_testkit::testbed::blob_path(&layout, &layers[0]))
         .await

@@ -68,6 +68,19 @@ impl FeedLease {
         holder: &str,
         ttl: Duration,
     ) -> Result<FeedLease, LeaseError> {
+        Self::with_replicas(js, bucket, key, holder, ttl, 1).await
+    }
+
+    /// As [`FeedLease::new`], with the bucket replicated `replicas` times (3 on a 3-node
+    /// cluster); an existing bucket with another replica count is updated.
+    pub async fn with_replicas(
+        js: &jetstream::Context,
+        bucket: &str,
+        key: &str,
+        holder: &str,
+        ttl: Duration,
+        replicas: usize,
+    ) -> Result<FeedLease, LeaseError> {
         let berr = |m: String| LeaseError::Bucket {
             bucket: bucket.to_string(),
             message: m,
@@ -80,6 +93,7 @@ impl FeedLease {
                     description: "vigil feed-sync lease".into(),
                     history: 1,
                     max_age: ttl,
+                    num_replicas: replicas.max(1),
                     ..Default::default()
                 })
                 .await
@@ -92,6 +106,18 @@ impl FeedLease {
                     .map_err(|_| berr(e.to_string()))?,
             },
         };
+        let stream_name = format!("KV_{bucket}");
+        if let Ok(mut stream) = js.get_stream(&stream_name).await {
+            if let Ok(info) = stream.info().await {
+                if info.config.num_replicas != replicas.max(1) {
+                    let mut c = info.config.clone();
+                    c.num_replicas = replicas.max(1);
+                    js.update_stream(&c)
+                        .await
+                        .map_err(|e| berr(format!("updating replicas: {e}")))?;
+                }
+            }
+        }
         Ok(FeedLease {
             kv,
             key: key.to_string(),

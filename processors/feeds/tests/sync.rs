@@ -94,6 +94,7 @@ async fn incremental_sync_and_rematch() {
     let req = AnalyzedImage {
         request: Some(RequestContext::new("req-1", "dir:/x")),
         image_digest: "sha256:img1".into(),
+        cause: None,
     };
     let out = ms
         .handle(
@@ -175,9 +176,17 @@ async fn incremental_sync_and_rematch() {
             .collect::<Vec<_>>(),
         ["CVE-2023-42366"]
     );
-    // A redelivered re-match changes nothing and publishes nothing.
+    // A redelivered re-match (its first delivery may have died before publishing)
+    // publishes the same message again, under the same id.
+    assert_eq!(
+        ms.handle(&fan[0].subject, &fan[0].payload).await.unwrap(),
+        out
+    );
+    // A later re-match of the image that finds nothing new publishes nothing.
+    let mut other = rematch.clone();
+    other.cause = Some("debian:another-sync".into());
     assert!(ms
-        .handle(&fan[0].subject, &fan[0].payload)
+        .handle(&fan[0].subject, &codec::encode(&other).unwrap())
         .await
         .unwrap()
         .is_empty());
@@ -186,6 +195,7 @@ async fn incremental_sync_and_rematch() {
     let req = AnalyzedImage {
         request: None,
         image_digest: "sha256:none".into(),
+        cause: None,
     };
     let e = ms
         .handle(

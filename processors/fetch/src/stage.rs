@@ -25,6 +25,16 @@ pub fn output_msg_id(request_id: &str, target: StageName, digest: &str) -> Strin
     format!("{request_id}:fetch:{target}:{digest}")
 }
 
+/// The request id as it names this fetch's outputs: a request sent back by extract
+/// (its staged blob expired) is fetched again, and its outputs must not be dropped as
+/// repeats of the first fetch's.
+fn attempt_id(ctx: &vigil_contracts::RequestContext) -> String {
+    match ctx.refetches {
+        0 => ctx.request_id.clone(),
+        n => format!("{}~refetch{n}", ctx.request_id),
+    }
+}
+
 impl FetchStage {
     pub fn new(config: FetchConfig, store: Store, blobs: Arc<dyn BlobStore>) -> Self {
         Self::with_fetcher(Arc::new(Fetcher::new(config)), store, blobs)
@@ -64,10 +74,11 @@ impl FetchStage {
             let out = AnalyzedImage {
                 request: Some(ctx.clone()),
                 image_digest: digest.clone(),
+                cause: None,
             };
             return Ok(vec![Outgoing::record(
                 Subject::Stage(StageName::Match),
-                output_msg_id(&ctx.request_id, StageName::Match, &digest),
+                output_msg_id(&attempt_id(&ctx), StageName::Match, &digest),
                 &out,
             )?]);
         }
@@ -99,7 +110,7 @@ impl FetchStage {
         };
         Ok(vec![Outgoing::record(
             Subject::Stage(StageName::Extract),
-            output_msg_id(&ctx.request_id, StageName::Extract, &digest),
+            output_msg_id(&attempt_id(&ctx), StageName::Extract, &digest),
             &out,
         )?])
     }
@@ -185,10 +196,11 @@ impl FetchStage {
         self.store.put_analysis(&analysis).await?;
         Ok(vec![Outgoing::record(
             Subject::Stage(StageName::Match),
-            output_msg_id(&ctx.request_id, StageName::Match, &digest),
+            output_msg_id(&attempt_id(ctx), StageName::Match, &digest),
             &AnalyzedImage {
                 request: Some(ctx.clone()),
                 image_digest: digest,
+                cause: None,
             },
         )?])
     }

@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use futures::{StreamExt, TryStreamExt};
+use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 use vigil_contracts::codec;
 use vigil_contracts::{
@@ -11,7 +12,7 @@ use vigil_contracts::{
     VulnDiff, VulnReport,
 };
 use vigil_runtime::{now_millis, Outgoing, Stage, StageError};
-use vigil_store::Store;
+use vigil_store::{Store, Table};
 
 use crate::matcher::{diff, lookup_keys, match_packages};
 
@@ -21,6 +22,28 @@ const PREFETCH_CONCURRENCY: usize = 16;
 /// Matches analyses against stored advisories and keeps the reverse index current.
 pub struct MatchStage {
     store: Store,
+}
+
+/// The change the last match of an image announced, and the message that caused it:
+/// stored before the new report, so that a redelivery of that message (the process died
+/// after the report was written and before its outputs were published) announces the
+/// same change instead of an empty diff against the report it wrote itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastMatch {
+    /// Hex SHA-256 of the input message.
+    pub input: String,
+    pub diff: VulnDiff,
+    pub had_previous: bool,
+    pub matched_at: vigil_contracts::UnixMillis,
+}
+
+impl vigil_contracts::Record for LastMatch {
+    const KIND: &'static str = "last_match";
+}
+
+/// Meta partition of an image's [`LastMatch`].
+fn last_match_partition(image_digest: &str) -> String {
+    format!("last-match|{image_digest}")
 }
 
 /// What matching one image produced.
@@ -39,6 +62,28 @@ impl MatchStage {
 
     /// Match one image, store its report and reverse index, and return the change.
     pub async fn match_image(&self, image_digest: &str) -> Result<ImageMatch, StageError> {
+        self.match_image_for(image_digest, None).await
+    }
+
+    /// As [`MatchStage::match_image`], for the input message whose hash is `input`: when
+    /// the last match of the image was made for the same message, the change it
+    /// announced is announced again (and the report rewritten, in case the first attempt
+    /// stopped before writing it).
+    pub async fn match_image_for(
+        &self,
+        image_digest: &str,
+        input: Option<&str>,
+    ) -> Result<ImageMatch, StageError> {
+        let last_key = last_match_partition(image_digest);
+        let last: Option<LastMatch> =
+            match self.store.backend().get(Table::Meta, &last_key, "").await? {
+                Some(b) => codec::decode(&b).ok(),
+                None => None,
+            };
+        let replay = match (input, last) {
+            (Some(i), Some(l)) if l.input == i => Some(l),
+            _ => None,
+        };
         let analysis = self
             .store
             .get_analysis_shared(image_digest)
@@ -81,19 +126,38 @@ impl MatchStage {
                 advisories.insert(k, a);
             }
         };
-        let previous = self.store.get_vuln_report(image_digest).await?;
-        let d = diff(
-            previous
-                .as_ref()
-                .map(|r| r.findings.as_slice())
-                .unwrap_or(&[]),
-            &outcome.findings,
-        );
+        let (d, had_previous, matched_at) = match replay {
+            Some(l) => (l.diff, l.had_previous, l.matched_at),
+            None => {
+                let previous = self.store.get_vuln_report(image_digest).await?;
+                let d = diff(
+                    previous
+                        .as_ref()
+                        .map(|r| r.findings.as_slice())
+                        .unwrap_or(&[]),
+                    &outcome.findings,
+                );
+                let matched_at = now_millis();
+                if let Some(i) = input {
+                    let last = LastMatch {
+                        input: i.to_string(),
+                        diff: d.clone(),
+                        had_previous: previous.is_some(),
+                        matched_at,
+                    };
+                    self.store
+                        .backend()
+                        .put(Table::Meta, &last_key, "", codec::encode(&last)?)
+                        .await?;
+                }
+                (d, previous.is_some(), matched_at)
+            }
+        };
         let report = VulnReport {
             image_digest: image_digest.to_string(),
             findings: outcome.findings,
             namespaces_with_data: outcome.namespaces_with_data,
-            matched_at: now_millis(),
+            matched_at,
         };
         self.store.put_vuln_report(&report).await?;
         self.store
@@ -110,12 +174,17 @@ impl MatchStage {
         Ok(ImageMatch {
             report,
             diff: d,
-            had_previous: previous.is_some(),
+            had_previous,
         })
     }
 
-    async fn on_analyzed(&self, msg: AnalyzedImage) -> Result<Vec<Outgoing>, StageError> {
-        let m = self.match_image(&msg.image_digest).await?;
+    async fn on_analyzed(
+        &self,
+        msg: AnalyzedImage,
+        input: &str,
+    ) -> Result<Vec<Outgoing>, StageError> {
+        let m = self.match_image_for(&msg.image_digest, Some(input)).await?;
+        let matched_at = m.report.matched_at;
         let (id, diff) = match &msg.request {
             Some(r) => (
                 format!("match:{}:{}", r.request_id, msg.image_digest),
@@ -138,6 +207,7 @@ impl MatchStage {
             request: msg.request,
             image_digest: msg.image_digest,
             diff,
+            matched_at,
         };
         Ok(vec![Outgoing::record(
             Subject::Stage(StageName::Evaluate),
@@ -169,6 +239,7 @@ impl MatchStage {
                     &AnalyzedImage {
                         request: None,
                         image_digest: digest,
+                        cause: Some(format!("{}:{}", delta.feed, delta.sync_id)),
                     },
                 )
             })
@@ -206,7 +277,11 @@ impl Stage for MatchStage {
                     image = %msg.image_digest,
                     request = msg.request.as_ref().map(|r| r.request_id.as_str()).unwrap_or("")
                 );
-                self.on_analyzed(msg).instrument(span).await
+                let input = {
+                    use sha2::{Digest, Sha256};
+                    hex::encode(Sha256::digest(payload))
+                };
+                self.on_analyzed(msg, &input).instrument(span).await
             }
             Subject::FeedsUpdated => {
                 let delta: FeedDelta = codec::decode(payload)?;

@@ -6,6 +6,11 @@
 //!   directory, or a JetStream object store bucket), digest-verified while streaming.
 //! * [`inprocess`]: chains the stage handlers in one process (embedded mode).
 //! * [`jetstream`]: runs stages as durable JetStream pull consumers.
+//! * [`setup`]: connects to NATS (server lists, credentials, TLS) and keeps streams and
+//!   consumers in line with the configuration.
+//! * [`objects`]: digest-checked object-store puts, the blob cache bucket and the
+//!   payload bucket for messages too large for NATS.
+//! * [`metrics`]: Prometheus metrics, `/healthz` and `/readyz`.
 //! * [`config`]: configuration from file, environment and flags.
 //!
 //! This crate must never interpret image content.
@@ -15,6 +20,9 @@ pub mod config;
 pub mod failure;
 pub mod inprocess;
 pub mod jetstream;
+pub mod metrics;
+pub mod objects;
+pub mod setup;
 pub mod stage;
 pub mod telemetry;
 

@@ -89,8 +89,12 @@ async fn transient_failures_are_retried_then_succeed() {
     let client = connect(&nats.url()).await.unwrap();
     let s = Subjects::new("t1");
     let runner = JetStreamRunner::new(client.clone(), s.clone(), tuning());
-    ensure_streams(runner.context(), &s).await.unwrap();
-    ensure_streams(runner.context(), &s).await.unwrap(); // idempotent
+    ensure_streams(runner.context(), &s, &Default::default())
+        .await
+        .unwrap();
+    ensure_streams(runner.context(), &s, &Default::default())
+        .await
+        .unwrap(); // idempotent
     let mut results = next_on(&client, s.render(&Subject::Result("r1".into()))).await;
     let stage = Arc::new(Flaky {
         calls: AtomicU32::new(0),
@@ -132,7 +136,9 @@ async fn exhausted_retries_dead_letter_and_route_failure_to_notify() {
     let client = connect(&nats.url()).await.unwrap();
     let s = Subjects::new("t2");
     let runner = JetStreamRunner::new(client.clone(), s.clone(), tuning());
-    ensure_streams(runner.context(), &s).await.unwrap();
+    ensure_streams(runner.context(), &s, &Default::default())
+        .await
+        .unwrap();
     let mut dlq = next_on(&client, s.render(&Subject::DeadLetter(StageName::Fetch))).await;
     let mut notify_in = next_on(&client, s.render(&Subject::Stage(StageName::Notify))).await;
     let stage = Arc::new(Flaky {
@@ -173,7 +179,9 @@ async fn permanent_errors_fail_at_once_and_runner_survives_nats_restart() {
     let client = connect(&nats.url()).await.unwrap();
     let s = Subjects::new("t3");
     let runner = JetStreamRunner::new(client.clone(), s.clone(), tuning());
-    ensure_streams(runner.context(), &s).await.unwrap();
+    ensure_streams(runner.context(), &s, &Default::default())
+        .await
+        .unwrap();
     let stage = Arc::new(Flaky {
         calls: AtomicU32::new(0),
         fail_times: 0,

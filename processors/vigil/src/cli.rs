@@ -13,7 +13,9 @@ use vigil_contracts::{
 };
 use vigil_runtime::blobs::{BlobStore, LocalBlobStore};
 use vigil_runtime::inprocess::InProcess;
-use vigil_runtime::jetstream::{self, JetStreamRunner, ObjectStoreBlobs};
+use vigil_runtime::jetstream::{
+    self, BucketSettings, JetStreamRunner, ObjectStoreBlobs, PayloadSpill,
+};
 use vigil_runtime::Outgoing;
 use vigil_store::embedded::WriteMode;
 
@@ -220,6 +222,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
                 submitted_at: vigil_runtime::now_millis(),
                 dockerfile: read_dockerfile(dockerfile.as_ref())?,
                 index_digest: None,
+                ..Default::default()
             };
             let opts = SubmitOptions {
                 force,
@@ -361,6 +364,7 @@ async fn scan(mut cfg: Config, a: ScanArgs, default_format: Format) -> Result<Ex
         submitted_at: vigil_runtime::now_millis(),
         dockerfile: read_dockerfile(a.dockerfile.as_ref())?,
         index_digest: None,
+        ..Default::default()
     };
     let first = Outgoing::record(
         Subject::ScanRequest,
@@ -430,10 +434,10 @@ fn print_results(results: &[ScanResult], output: Format, fail_on_policy: bool) -
 async fn feeds(mut cfg: Config, cmd: FeedsCmd) -> Result<ExitCode> {
     if let FeedsCmd::Request { feeds, nats } = cmd {
         let cfg = apply_nats(cfg, &nats);
-        let client = jetstream::connect(&cfg.nats.url).await?;
+        let client = cfg.nats.connect().await?;
         let subjects = cfg.nats.subjects();
         let js = async_nats::jetstream::new(client);
-        jetstream::ensure_streams(&js, &subjects).await?;
+        jetstream::ensure_streams(&js, &subjects, &cfg.nats.stream_tuning()).await?;
         let id = format!("feeds-sync-{}", uuid::Uuid::new_v4());
         let out = Outgoing::record(
             Subject::FeedsSync,
@@ -562,22 +566,86 @@ async fn run(cfg: Config, names: Vec<String>) -> Result<ExitCode> {
     }
     stages.sort();
     stages.dedup();
-    let client = jetstream::connect(&cfg.nats.url).await?;
+    let store_kind = cfg.store.kind()?;
+    if !store_kind.is_shared() && stages.len() < StageName::ALL.len() {
+        bail!(
+            "`vigil run {}` on the embedded store: the embedded store is one file that one \
+             process opens, so stages in other processes would keep their state apart and \
+             requests would fail or be lost. Use a shared store (`[store] backend = \"jetstream\"` \
+             or `VIGIL_STORE__BACKEND=jetstream`, or ScyllaDB with `VIGIL_STORE__SCYLLA_NODES`), \
+             or run every stage in this process with `vigil run all`",
+            names.join(" ")
+        );
+    }
+    let client = cfg.nats.connect().await?;
     let subjects = cfg.nats.subjects();
-    let mut runner = JetStreamRunner::new(client, subjects.clone(), cfg.nats.tuning());
+    let stream_tuning = cfg.nats.stream_tuning();
+    let mut runner = JetStreamRunner::new(client.clone(), subjects.clone(), cfg.nats.tuning())
+        .with_streams(stream_tuning.clone());
     runner.concurrency = cfg.nats.concurrency;
     if cfg.nats.hold_ms > 0 {
         if let Some(s) = StageName::parse(&cfg.nats.hold_stage) {
             runner.hold = Some((s, Duration::from_millis(cfg.nats.hold_ms)));
         }
     }
-    jetstream::ensure_streams(runner.context(), &subjects).await?;
+    runner.crash_before_publish = {
+        let spec = cfg.nats.crash_before_publish.as_str();
+        let (stage, suffix) = spec.split_once(':').unwrap_or((spec, ""));
+        StageName::parse(stage).map(|s| (s, (!suffix.is_empty()).then(|| suffix.to_string())))
+    };
+    jetstream::ensure_streams(runner.context(), &subjects, &stream_tuning).await?;
+    let replicas = cfg.nats.replicas.max(1);
+    runner.spill = Some(
+        PayloadSpill::open(
+            &client,
+            runner.context(),
+            &subjects,
+            &BucketSettings {
+                // As long as a work message may wait.
+                max_age: Duration::from_secs(7 * 24 * 3600),
+                max_bytes: -1,
+                replicas,
+            },
+            cfg.nats.payload_inline_bytes,
+        )
+        .await?,
+    );
+    let metrics = Arc::new(vigil_runtime::metrics::Metrics::new());
+    metrics.expect_stages(&stages);
+    metrics.watch_client(client.clone());
+    runner.metrics = Some(metrics.clone());
+    let ops = if cfg.ops.listen.is_empty() {
+        None
+    } else {
+        let addr: std::net::SocketAddr =
+            cfg.ops.listen.parse().with_context(|| {
+                format!("[ops] listen = {:?} is not an address", cfg.ops.listen)
+            })?;
+        let (bound, task) = vigil_runtime::metrics::serve(addr, metrics.clone())
+            .await
+            .with_context(|| format!("serving /metrics on {addr}"))?;
+        eprintln!("vigil: /metrics, /healthz and /readyz on http://{bound}");
+        Some(task)
+    };
+    let poll = metrics.poll_consumers(
+        runner.context().clone(),
+        vigil_contracts::streams::work_stream_name(&subjects),
+        stages
+            .iter()
+            .map(|s| (*s, format!("{}_{}", subjects.stream_prefix(), s.as_str())))
+            .collect(),
+        Duration::from_secs(5),
+    );
     let store = wiring::open_store(&cfg, WriteMode::Durable).await?;
     let blobs: Arc<dyn BlobStore> = Arc::new(
         ObjectStoreBlobs::open(
             runner.context(),
             &subjects,
-            Duration::from_secs(cfg.nats.blob_ttl_secs),
+            &BucketSettings {
+                max_age: Duration::from_secs(cfg.nats.blob_ttl_secs),
+                max_bytes: cfg.nats.blob_max_bytes,
+                replicas,
+            },
         )
         .await?,
     );
@@ -591,12 +659,13 @@ async fn run(cfg: Config, names: Vec<String>) -> Result<ExitCode> {
                 std::env::var("HOSTNAME").unwrap_or_else(|_| "vigil".into()),
                 std::process::id()
             );
-            let lease = vigil_feeds::FeedLease::new(
+            let lease = vigil_feeds::FeedLease::with_replicas(
                 runner.context(),
                 &format!("{}_feeds_lease", subjects.stream_prefix()),
                 "sync",
                 &holder,
                 Duration::from_secs(300),
+                replicas,
             )
             .await
             .context("opening the feed-sync lease bucket")?;
@@ -624,6 +693,11 @@ async fn run(cfg: Config, names: Vec<String>) -> Result<ExitCode> {
     for t in tasks {
         let _ = t.await;
     }
+    poll.abort();
+    if let Some(t) = ops {
+        t.abort();
+    }
+    store.flush().await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -654,16 +728,16 @@ async fn submit(cfg: Config, request: RequestContext, o: SubmitOptions) -> Resul
         fail_on_policy,
         sbom,
     } = o;
-    let client = jetstream::connect(&cfg.nats.url).await?;
+    let client = cfg.nats.connect().await?;
     let subjects = cfg.nats.subjects();
     let js = async_nats::jetstream::new(client);
-    jetstream::ensure_streams(&js, &subjects).await?;
+    jetstream::ensure_streams(&js, &subjects, &cfg.nats.stream_tuning()).await?;
     let id = request.request_id.clone();
     // Read the result from the results stream (not a plain subscription), so a result
     // published before we listen is not missed.
     let consumer = if wait {
         let stream = js
-            .get_stream(vigil_contracts::streams::results_stream(&subjects).name)
+            .get_stream(vigil_contracts::streams::results_stream_name(&subjects))
             .await?;
         Some(
             stream
@@ -692,13 +766,13 @@ async fn submit(cfg: Config, request: RequestContext, o: SubmitOptions) -> Resul
         return Ok(ExitCode::SUCCESS);
     };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
-    let result = next_result(consumer, &id, deadline).await?;
+    let result = next_result(&js, &subjects, consumer, &id, deadline).await?;
     if result.platform_requests.is_empty() {
         return print_results(&[result], output, fail_on_policy);
     }
     // `--platform all`: wait for every platform's own result.
     let stream = js
-        .get_stream(vigil_contracts::streams::results_stream(&subjects).name)
+        .get_stream(vigil_contracts::streams::results_stream_name(&subjects))
         .await?;
     let mut results = Vec::new();
     for child in &result.platform_requests {
@@ -708,12 +782,16 @@ async fn submit(cfg: Config, request: RequestContext, o: SubmitOptions) -> Resul
                 ..Default::default()
             })
             .await?;
-        results.push(next_result(consumer, child, deadline).await?);
+        results.push(next_result(&js, &subjects, consumer, child, deadline).await?);
     }
     print_results(&results, output, fail_on_policy)
 }
 
+/// The next result on `consumer`; a result too large for one message arrives as a
+/// reference to the payload bucket and is fetched from there.
 async fn next_result(
+    js: &async_nats::jetstream::Context,
+    subjects: &vigil_contracts::Subjects,
     consumer: async_nats::jetstream::consumer::Consumer<
         async_nats::jetstream::consumer::pull::OrderedConfig,
     >,
@@ -725,5 +803,8 @@ async fn next_result(
         .await
         .with_context(|| format!("no result for request {id} in time"))?
         .context("result stream closed")??;
-    Ok(codec::decode(&msg.payload)?)
+    let bytes = jetstream::resolve_payload(js, subjects, &msg.payload)
+        .await
+        .with_context(|| format!("reading the result of request {id}"))?;
+    Ok(codec::decode(&bytes)?)
 }

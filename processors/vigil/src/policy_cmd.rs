@@ -202,10 +202,10 @@ async fn publish_update(
     update: &vigil_contracts::PolicyUpdated,
 ) -> Result<()> {
     let cfg = crate::cli::apply_nats(cfg, nats);
-    let client = jetstream::connect(&cfg.nats.url).await?;
+    let client = cfg.nats.connect().await?;
     let subjects = cfg.nats.subjects();
     let js = async_nats::jetstream::new(client);
-    jetstream::ensure_streams(&js, &subjects).await?;
+    jetstream::ensure_streams(&js, &subjects, &cfg.nats.stream_tuning()).await?;
     let out = Outgoing::record(
         Subject::PolicyUpdated,
         format!("policy-updated-{}-{}", update.bundle_id, update.updated_at),

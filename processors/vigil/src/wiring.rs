@@ -5,9 +5,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
-use vigil_contracts::streams::ConsumerTuning;
+use vigil_contracts::streams::{ConsumerTuning, StreamTuning};
 use vigil_contracts::{StageName, Subjects};
 use vigil_runtime::blobs::BlobStore;
+use vigil_runtime::jetstream::NatsConnect;
 use vigil_runtime::Stage;
 use vigil_store::embedded::WriteMode;
 use vigil_store::Store;
@@ -23,6 +24,7 @@ pub struct Config {
     pub fetch: vigil_fetch::FetchConfig,
     pub extract: vigil_extract::ExtractLimits,
     pub feeds: vigil_feeds::FeedsConfig,
+    pub ops: OpsConfig,
 }
 
 impl Default for Config {
@@ -34,6 +36,7 @@ impl Default for Config {
             fetch: Default::default(),
             extract: Default::default(),
             feeds: Default::default(),
+            ops: Default::default(),
         }
     }
 }
@@ -41,8 +44,35 @@ impl Default for Config {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct NatsConfig {
+    /// One server or a comma-separated list, as the `nats` CLI takes it.
     pub url: String,
     pub prefix: String,
+    /// Credentials: user and password, a token, an NKey seed or a `.creds` file.
+    pub user: Option<String>,
+    pub password: Option<String>,
+    pub token: Option<String>,
+    pub nkey_seed: Option<String>,
+    pub creds_file: Option<PathBuf>,
+    /// TLS to the servers: an extra CA, a client certificate and key, TLS required.
+    pub tls_ca: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_required: bool,
+    /// Replicas of every stream, consumer, KV bucket and object store vigil creates: 1 on
+    /// one server, 3 on a 3-node cluster. Applied at start to what exists.
+    pub replicas: usize,
+    /// Messages larger than this travel through the payload bucket by reference (capped
+    /// below the server's `max_payload`).
+    pub payload_inline_bytes: usize,
+    /// Upper bound of the layer-blob bucket in bytes (-1: none).
+    pub blob_max_bytes: i64,
+    /// `Nats-Msg-Id` de-duplication window of the streams.
+    pub duplicate_window_secs: u64,
+    /// How long results and notifications stay on the results stream.
+    pub results_ttl_secs: u64,
+    /// Failure testing: abort the process after this stage handled a message and before
+    /// its outputs are published; `STAGE` or `STAGE:SUBJECT_SUFFIX` (`match:stage.match`).
+    pub crash_before_publish: String,
     pub ack_wait_secs: u64,
     pub max_deliver: i64,
     pub max_ack_pending: i64,
@@ -68,6 +98,21 @@ impl Default for NatsConfig {
             blob_ttl_secs: 24 * 3600,
             hold_stage: String::new(),
             hold_ms: 0,
+            user: None,
+            password: None,
+            token: None,
+            nkey_seed: None,
+            creds_file: None,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_required: false,
+            replicas: 1,
+            payload_inline_bytes: 512 * 1024,
+            blob_max_bytes: 16 << 30,
+            duplicate_window_secs: 20 * 60,
+            results_ttl_secs: 24 * 3600,
+            crash_before_publish: String::new(),
         }
     }
 }
@@ -84,12 +129,60 @@ impl NatsConfig {
     pub fn subjects(&self) -> Subjects {
         Subjects::new(self.prefix.clone())
     }
+
+    pub fn connect_options(&self) -> NatsConnect {
+        NatsConnect {
+            url: self.url.clone(),
+            user: self.user.clone(),
+            password: self.password.clone(),
+            token: self.token.clone(),
+            nkey_seed: self.nkey_seed.clone(),
+            creds_file: self.creds_file.clone(),
+            tls_ca: self.tls_ca.clone(),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
+            tls_required: self.tls_required,
+        }
+    }
+
+    pub fn stream_tuning(&self) -> StreamTuning {
+        StreamTuning {
+            replicas: self.replicas.max(1),
+            duplicate_window: std::time::Duration::from_secs(self.duplicate_window_secs.max(1)),
+            results_max_age: std::time::Duration::from_secs(self.results_ttl_secs.max(60)),
+        }
+    }
+
+    /// Connect with the configured servers, credentials and TLS.
+    pub async fn connect(&self) -> Result<async_nats::Client> {
+        Ok(vigil_runtime::jetstream::connect_with(&self.connect_options()).await?)
+    }
+}
+
+/// Operations endpoints of `vigil run` (`/metrics`, `/healthz`, `/readyz`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OpsConfig {
+    /// Listen address; empty to serve nothing. Port 0 picks a free port (printed at start).
+    pub listen: String,
+}
+
+impl Default for OpsConfig {
+    fn default() -> Self {
+        OpsConfig {
+            listen: "127.0.0.1:9464".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct StoreConfig {
-    /// ScyllaDB contact points (`host:9042`); empty = the embedded store in the data dir.
+    /// `embedded` (one redb file in the data dir, one process), `jetstream` (KV buckets
+    /// and an object store on the NATS cluster of `[nats]`), `scylla`; empty: `scylla`
+    /// when `scylla_nodes` is set, else `embedded`.
+    pub backend: String,
+    /// ScyllaDB contact points (`host:9042`).
     pub scylla_nodes: Vec<String>,
     pub keyspace: String,
     pub replication_factor: u32,
@@ -98,9 +191,39 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         StoreConfig {
+            backend: String::new(),
             scylla_nodes: Vec::new(),
             keyspace: "vigil".into(),
             replication_factor: 1,
+        }
+    }
+}
+
+/// Which store a configuration selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreKind {
+    Embedded,
+    JetStream,
+    Scylla,
+}
+
+impl StoreKind {
+    /// Whether several processes can share it.
+    pub fn is_shared(self) -> bool {
+        !matches!(self, StoreKind::Embedded)
+    }
+}
+
+impl StoreConfig {
+    pub fn kind(&self) -> Result<StoreKind> {
+        match self.backend.as_str() {
+            "" if self.scylla_nodes.is_empty() => Ok(StoreKind::Embedded),
+            "" | "scylla" => Ok(StoreKind::Scylla),
+            "embedded" => Ok(StoreKind::Embedded),
+            "jetstream" => Ok(StoreKind::JetStream),
+            other => {
+                anyhow::bail!("unknown store backend {other:?}: use embedded, jetstream or scylla")
+            }
         }
     }
 }
@@ -122,22 +245,36 @@ pub fn load_config(file: Option<&Path>) -> Result<Config> {
 /// Open the configured store. `mode` applies to the embedded store: `vigil scan`
 /// defers its writes and flushes them before it exits; services write durably.
 pub async fn open_store(cfg: &Config, mode: WriteMode) -> Result<Store> {
-    if cfg.store.scylla_nodes.is_empty() {
-        let path = cfg.data_dir.join("vigil.redb");
-        match mode {
-            WriteMode::Durable => Store::open_embedded(&path),
-            WriteMode::Deferred => Store::open_embedded_deferred(&path),
+    match cfg.store.kind()? {
+        StoreKind::Embedded => {
+            let path = cfg.data_dir.join("vigil.redb");
+            match mode {
+                WriteMode::Durable => Store::open_embedded(&path),
+                WriteMode::Deferred => Store::open_embedded_deferred(&path),
+            }
+            .with_context(|| format!("opening the embedded store {}", path.display()))
         }
-        .with_context(|| format!("opening the embedded store {}", path.display()))
-    } else {
-        let b = vigil_store::scylla_backend::ScyllaBackend::connect(
-            &cfg.store.scylla_nodes,
-            &cfg.store.keyspace,
-            cfg.store.replication_factor,
-        )
-        .await
-        .context("connecting to ScyllaDB")?;
-        Ok(Store::new(Arc::new(b)))
+        StoreKind::JetStream => {
+            let client = cfg.nats.connect().await?;
+            let b = vigil_store::jetstream_backend::JetStreamBackend::open(
+                async_nats::jetstream::new(client),
+                &cfg.nats.subjects().stream_prefix(),
+                cfg.nats.replicas.max(1),
+            )
+            .await
+            .context("opening the JetStream store")?;
+            Ok(Store::new(Arc::new(b)))
+        }
+        StoreKind::Scylla => {
+            let b = vigil_store::scylla_backend::ScyllaBackend::connect(
+                &cfg.store.scylla_nodes,
+                &cfg.store.keyspace,
+                cfg.store.replication_factor,
+            )
+            .await
+            .context("connecting to ScyllaDB")?;
+            Ok(Store::new(Arc::new(b)))
+        }
     }
 }
 

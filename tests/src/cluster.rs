@@ -1,0 +1,438 @@
+//! A distributed deployment on this machine, for the cluster tests and the chaos
+//! command of the load generator: a 3-node nats-server cluster, a registry with the
+//! testbed images, and every stage in its own `vigil run` process (any number of
+//! replicas each) on the JetStream store backend, all R3.
+//!
+//! [`Deployment::submit`] publishes scan requests straight onto the work subject;
+//! [`Deployment::results`] reads every result on the results stream, so that lost and
+//! duplicated results can be counted; [`Deployment::work_left`] is what is still in the
+//! work stream.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use vigil_contracts::streams;
+use vigil_contracts::{codec, RequestContext, ScanRequest, ScanResult, Subject, Subjects};
+use vigil_testkit::{NatsCluster, Registry, RegistryOpts};
+
+use crate::Vigil;
+
+/// One stage process.
+pub struct StageProcess {
+    pub stage: String,
+    pub replica: usize,
+    pub vigil: Vigil,
+    child: Option<Child>,
+    starts: usize,
+}
+
+impl StageProcess {
+    fn log_name(&self) -> String {
+        format!("{}-{}.log", self.stage, self.replica)
+    }
+
+    fn start(&mut self) {
+        let log = self.vigil.data_dir.path().join(self.log_name());
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("stage log");
+        let child = self
+            .vigil
+            .command(&["run", &self.stage])
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("spawn vigil run");
+        self.child = Some(child);
+        self.starts += 1;
+    }
+
+    /// SIGKILL.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Everything the process (all its runs) logged.
+    pub fn log(&self) -> String {
+        self.vigil.log(&self.log_name())
+    }
+
+    /// Peak resident set size of the running process, from `/proc` (kB).
+    pub fn peak_rss_kb(&self) -> Option<u64> {
+        let pid = self.child.as_ref()?.id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    }
+}
+
+impl Drop for StageProcess {
+    fn drop(&mut self) {
+        if let Some(c) = &self.child {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+        }
+        if let Some(mut c) = self.child.take() {
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(10) {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// The cluster, the registry and the stage processes.
+pub struct Deployment {
+    pub nats: NatsCluster,
+    pub registry: Registry,
+    pub processes: Vec<StageProcess>,
+    pub subjects: Subjects,
+    pub rt: tokio::runtime::Runtime,
+    client: async_nats::Client,
+}
+
+/// How a deployment is laid out.
+pub struct Layout {
+    /// `(stage, replicas)`.
+    pub stages: Vec<(&'static str, usize)>,
+    /// Testbed images pushed to the registry.
+    pub images: Vec<&'static str>,
+    /// Ack wait of the stage consumers (seconds): how soon a killed process's messages
+    /// are delivered again.
+    pub ack_wait_secs: u64,
+}
+
+impl Default for Layout {
+    fn default() -> Self {
+        Layout {
+            stages: vec![
+                ("fetch", 1),
+                ("extract", 2),
+                ("analyze", 1),
+                ("match", 2),
+                ("evaluate", 1),
+                ("notify", 1),
+                ("feeds", 1),
+            ],
+            images: vec![
+                "debian-base",
+                "layered-whiteout",
+                "misconfig-secrets",
+                "node-app",
+                "go-bin",
+            ],
+            ack_wait_secs: 10,
+        }
+    }
+}
+
+impl Deployment {
+    pub fn start(layout: Layout) -> Deployment {
+        let nats = NatsCluster::start(3);
+        let registry = Registry::start(RegistryOpts::default());
+        registry.push_testbed(&layout.images);
+        let rt = tokio::runtime::Runtime::new().expect("runtime");
+        let urls = nats.urls();
+        let client = rt.block_on(async {
+            async_nats::connect(nats.url_list())
+                .await
+                .expect("connect to the cluster")
+        });
+        let mut processes = Vec::new();
+        for (stage, n) in &layout.stages {
+            for replica in 1..=*n {
+                let vigil = Vigil::new()
+                    .env("VIGIL_NATS__URL", &urls)
+                    .env("VIGIL_NATS__REPLICAS", "3")
+                    .env("VIGIL_STORE__BACKEND", "jetstream")
+                    .env(
+                        "VIGIL_NATS__ACK_WAIT_SECS",
+                        &layout.ack_wait_secs.to_string(),
+                    )
+                    .env("VIGIL_NATS__CONCURRENCY", "4")
+                    .env(
+                        "VIGIL_LOG",
+                        "vigil=info,vigil_runtime=info,vigil_extract=info",
+                    );
+                let mut p = StageProcess {
+                    stage: stage.to_string(),
+                    replica,
+                    vigil,
+                    child: None,
+                    starts: 0,
+                };
+                p.start();
+                processes.push(p);
+            }
+        }
+        Deployment {
+            nats,
+            registry,
+            processes,
+            subjects: Subjects::default(),
+            rt,
+            client,
+        }
+    }
+
+    /// Wait until every stage consumer exists (each process created its own).
+    pub fn wait_consuming(&self, timeout: Duration) {
+        let start = Instant::now();
+        for p in &self.processes {
+            while !p.log().contains("consuming") {
+                assert!(
+                    start.elapsed() < timeout,
+                    "{}-{} never started consuming:\n{}",
+                    p.stage,
+                    p.replica,
+                    p.log()
+                );
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    }
+
+    /// Publish one scan request per id, for the image `images[i % len]`.
+    pub fn submit(&self, ids: &[String], images: &[&str]) {
+        let js = async_nats::jetstream::new(self.client.clone());
+        let host = self.registry.host();
+        self.rt.block_on(async {
+            for (i, id) in ids.iter().enumerate() {
+                let image = images[i % images.len()];
+                let req = ScanRequest {
+                    request: RequestContext::new(id.clone(), format!("{host}/{image}:latest")),
+                    force: false,
+                    sbom: None,
+                };
+                let payload = codec::encode(&req).expect("encode");
+                let mut tries = 0;
+                loop {
+                    let sent = async {
+                        js.send_publish(
+                            self.subjects.render(&Subject::ScanRequest),
+                            async_nats::jetstream::message::PublishMessage::build()
+                                .payload(payload.clone().into())
+                                .message_id(format!("req-{id}")),
+                        )
+                        .await?
+                        .await
+                        .map(|_| ())
+                        .map_err(async_nats::Error::from)
+                    };
+                    match sent.await {
+                        Ok(()) => break,
+                        Err(e) => {
+                            tries += 1;
+                            assert!(tries < 100, "cannot publish request {id}: {e}");
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    /// Every result on the results stream, by request id (several when duplicated).
+    pub fn results(&self) -> BTreeMap<String, Vec<ScanResult>> {
+        let js = async_nats::jetstream::new(self.client.clone());
+        let subjects = self.subjects.clone();
+        self.rt.block_on(async move {
+            let mut out: BTreeMap<String, Vec<ScanResult>> = BTreeMap::new();
+            let stream = js
+                .get_stream(streams::results_stream_name(&subjects))
+                .await
+                .expect("results stream");
+            let consumer = stream
+                .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
+                    filter_subject: format!("{}.result.>", subjects.prefix()),
+                    ..Default::default()
+                })
+                .await
+                .expect("ordered consumer");
+            let mut messages = consumer.messages().await.expect("messages");
+            while let Ok(Some(Ok(m))) =
+                tokio::time::timeout(Duration::from_secs(3), messages.next()).await
+            {
+                let bytes = resolve(&js, &subjects, &m.payload).await;
+                let r: ScanResult = codec::decode(&bytes).expect("a scan result");
+                out.entry(r.request_id.clone()).or_default().push(r);
+            }
+            out
+        })
+    }
+
+    /// Messages still in the work stream.
+    pub fn work_left(&self) -> u64 {
+        let js = async_nats::jetstream::new(self.client.clone());
+        self.rt.block_on(async {
+            match js
+                .get_stream(streams::work_stream_name(&self.subjects))
+                .await
+            {
+                Ok(mut s) => s.info().await.map(|i| i.state.messages).unwrap_or(u64::MAX),
+                Err(_) => u64::MAX,
+            }
+        })
+    }
+
+    /// The node index of the work stream's leader.
+    pub fn work_leader(&self) -> Option<usize> {
+        let js = async_nats::jetstream::new(self.client.clone());
+        let leader = self.rt.block_on(async {
+            let mut s = js
+                .get_stream(streams::work_stream_name(&self.subjects))
+                .await
+                .ok()?;
+            s.info().await.ok()?.cluster.as_ref()?.leader.clone()
+        })?;
+        (0..self.nats.len()).find(|i| self.nats.server_name(*i) == leader)
+    }
+
+    /// Kill process `i` (SIGKILL) and start it again.
+    pub fn kill_and_restart(&mut self, i: usize) {
+        self.processes[i].kill();
+        std::thread::sleep(Duration::from_millis(300));
+        self.processes[i].start();
+    }
+
+    /// Times the processes were restarted (starts beyond the first).
+    pub fn restarts(&self) -> usize {
+        self.processes.iter().map(|p| p.starts - 1).sum()
+    }
+
+    /// Completed extractions of each layer, counted from the extract processes' logs.
+    pub fn extractions(&self) -> BTreeMap<String, usize> {
+        let mut out = BTreeMap::new();
+        for p in self.processes.iter().filter(|p| p.stage == "extract") {
+            for line in p.log().lines().filter(|l| l.contains("layer indexed")) {
+                if let Some(d) = line
+                    .split_whitespace()
+                    .find_map(|w| w.strip_prefix("layer="))
+                {
+                    *out.entry(d.trim_matches('"').to_string()).or_default() += 1;
+                }
+            }
+        }
+        out
+    }
+
+    pub fn logs(&self) -> String {
+        self.processes
+            .iter()
+            .map(|p| format!("===== {}-{}\n{}", p.stage, p.replica, tail(&p.log(), 40)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    pub fn data_dirs(&self) -> Vec<PathBuf> {
+        self.processes
+            .iter()
+            .map(|p| p.vigil.data_dir.path().to_path_buf())
+            .collect()
+    }
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+async fn resolve(js: &async_nats::jetstream::Context, s: &Subjects, payload: &[u8]) -> Vec<u8> {
+    // A payload reference names an object in `<PREFIX>_payloads`.
+    match codec::decode::<vigil_contracts::PayloadRef>(payload) {
+        Ok(r) => {
+            let store = js
+                .get_object_store(streams::payload_bucket_name(s))
+                .await
+                .expect("payload bucket");
+            let mut obj = store.get(&r.object).await.expect("payload object");
+            let mut out = Vec::new();
+            tokio::io::AsyncReadExt::read_to_end(&mut obj, &mut out)
+                .await
+                .expect("read payload");
+            out
+        }
+        Err(_) => payload.to_vec(),
+    }
+}
+
+/// What a chaos run counted.
+#[derive(Debug, Default, Clone)]
+pub struct Tally {
+    pub requests: usize,
+    pub lost: usize,
+    pub duplicated: usize,
+    pub failed: usize,
+    pub restarts: usize,
+    pub work_left: u64,
+    pub failures: Vec<String>,
+}
+
+impl Tally {
+    pub fn of(d: &Deployment, ids: &[String]) -> Tally {
+        let results = d.results();
+        let mut t = Tally {
+            requests: ids.len(),
+            restarts: d.restarts(),
+            work_left: d.work_left(),
+            ..Default::default()
+        };
+        for id in ids {
+            match results.get(id).map(|v| v.as_slice()) {
+                None | Some([]) => t.lost += 1,
+                Some(rs) => {
+                    if rs.len() > 1 {
+                        t.duplicated += 1;
+                    }
+                    if let Some(r) = rs
+                        .iter()
+                        .find(|r| r.status != vigil_contracts::ScanStatus::Succeeded)
+                    {
+                        t.failed += 1;
+                        if t.failures.len() < 5 {
+                            t.failures.push(format!("{id}: {:?}", r.failure));
+                        }
+                    }
+                }
+            }
+        }
+        t
+    }
+}
+
+impl std::fmt::Display for Tally {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "requests {}, lost {}, duplicated {}, failed {}, restarts {}, left in the work stream {}",
+            self.requests, self.lost, self.duplicated, self.failed, self.restarts, self.work_left
+        )?;
+        for x in &self.failures {
+            write!(f, "\n  {x}")?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,121 @@
+//! The distributed deployment on real processes: a 3-node nats-server cluster (R3
+//! streams, buckets and object stores), a real registry, every stage in its own
+//! `vigil run` process (two replicas of extract and match) on the JetStream store.
+//!
+//! * Under a load of mixed images, stage processes are killed (SIGKILL) and restarted
+//!   again and again, the work stream's leader node is killed and restarted, and a node
+//!   is frozen for 30 s (cut off: its sockets stay open and it answers nothing); every
+//!   request still ends in exactly one result, none failed, and the work stream drains.
+//! * Two extract replicas that get the same shared layer at the same moment extract it
+//!   once.
+//!
+//! `VIGIL_CHAOS_REQUESTS` sets the number of requests (default 200).
+
+use std::time::{Duration, Instant};
+
+use vigil_e2e::cluster::{Deployment, Layout, Tally};
+
+fn wait_for_all(d: &Deployment, ids: &[String], timeout: Duration) -> Tally {
+    let start = Instant::now();
+    loop {
+        let t = Tally::of(d, ids);
+        if (t.lost == 0 && t.work_left == 0) || start.elapsed() > timeout {
+            return t;
+        }
+        std::thread::sleep(Duration::from_secs(2));
+    }
+}
+
+#[test]
+fn requests_survive_killed_stages_and_nats_nodes() {
+    let n: usize = std::env::var("VIGIL_CHAOS_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let layout = Layout::default();
+    let images = layout.images.clone();
+    let mut d = Deployment::start(layout);
+    d.wait_consuming(Duration::from_secs(120));
+    let ids: Vec<String> = (0..n).map(|i| format!("chaos-{i:04}")).collect();
+
+    // A first wave, so that the chaos meets messages in flight at every stage.
+    let (first, rest) = ids.split_at(n / 2);
+    d.submit(first, &images);
+    let mut rng = 0x9e37_79b9_u64;
+    let mut next = move |m: usize| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng % m as u64) as usize
+    };
+    // Stage processes killed and restarted, a bounded number of times.
+    for _ in 0..6 {
+        let i = next(d.processes.len());
+        d.kill_and_restart(i);
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    // The work stream's leader node dies with messages in flight, and comes back.
+    let leader = d.work_leader().expect("the work stream has a leader");
+    d.nats.kill(leader);
+    d.submit(rest, &images);
+    std::thread::sleep(Duration::from_secs(5));
+    d.nats.start_node(leader);
+    for _ in 0..4 {
+        let i = next(d.processes.len());
+        d.kill_and_restart(i);
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    // Another node is cut off for 30 s, then a third restarted.
+    let cut = (leader + 1) % d.nats.len();
+    d.nats.pause(cut);
+    std::thread::sleep(Duration::from_secs(30));
+    d.nats.resume(cut);
+    d.nats.restart((leader + 2) % d.nats.len());
+
+    let t = wait_for_all(&d, &ids, Duration::from_secs(600));
+    eprintln!("chaos: {t}");
+    assert!(
+        t.lost == 0 && t.duplicated == 0 && t.failed == 0 && t.work_left == 0,
+        "{t}\n{}",
+        d.logs()
+    );
+    assert!(t.restarts >= 10, "{t}");
+}
+
+#[test]
+fn a_layer_two_extract_replicas_get_at_once_is_extracted_once() {
+    // Five images on one base layer; two extract replicas; all submitted at once.
+    let images = vec![
+        "debian-base",
+        "layered-whiteout",
+        "misconfig-secrets",
+        "node-app",
+        "java-app",
+    ];
+    let d = Deployment::start(Layout {
+        images: images.clone(),
+        ..Default::default()
+    });
+    d.wait_consuming(Duration::from_secs(120));
+    let ids: Vec<String> = (0..10).map(|i| format!("shared-{i}")).collect();
+    d.submit(&ids, &images);
+    let t = wait_for_all(&d, &ids, Duration::from_secs(300));
+    assert!(t.lost == 0 && t.failed == 0, "{t}\n{}", d.logs());
+    let extractions = d.extractions();
+    let base =
+        vigil_testkit::testbed::layers(&vigil_testkit::testbed::oci_layout("debian-base"), None);
+    assert_eq!(
+        extractions.get(&base[0]).copied(),
+        Some(1),
+        "the shared base layer: {extractions:?}\n{}",
+        d.logs()
+    );
+    for (layer, n) in &extractions {
+        assert_eq!(*n, 1, "layer {layer} extracted {n} times: {extractions:?}");
+    }
+    // Both replicas were there to race.
+    assert_eq!(
+        d.processes.iter().filter(|p| p.stage == "extract").count(),
+        2
+    );
+}
