@@ -83,13 +83,28 @@ impl StageProcess {
     }
 }
 
-impl Drop for StageProcess {
-    fn drop(&mut self) {
+impl StageProcess {
+    fn terminate(&self) {
         if let Some(c) = &self.child {
             let _ = std::process::Command::new("kill")
                 .args(["-TERM", &c.id().to_string()])
                 .status();
         }
+    }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        // Every process gets SIGTERM first, so that they shut down side by side.
+        for p in &self.processes {
+            p.terminate();
+        }
+    }
+}
+
+impl Drop for StageProcess {
+    fn drop(&mut self) {
+        self.terminate();
         if let Some(mut c) = self.child.take() {
             let start = Instant::now();
             while start.elapsed() < Duration::from_secs(10) {
@@ -199,10 +214,20 @@ impl Deployment {
     }
 
     /// Wait until every stage consumer exists (each process created its own).
-    pub fn wait_consuming(&self, timeout: Duration) {
+    pub fn wait_consuming(&mut self, timeout: Duration) {
         let start = Instant::now();
-        for p in &self.processes {
+        for p in &mut self.processes {
             while !p.log().contains("consuming") {
+                if let Some(c) = p.child.as_mut() {
+                    if let Ok(Some(st)) = c.try_wait() {
+                        panic!(
+                            "{}-{} exited ({st}) before consuming:\n{}",
+                            p.stage,
+                            p.replica,
+                            p.log()
+                        );
+                    }
+                }
                 assert!(
                     start.elapsed() < timeout,
                     "{}-{} never started consuming:\n{}",
@@ -217,6 +242,7 @@ impl Deployment {
 
     /// Publish one scan request per id, for the image `images[i % len]`.
     pub fn submit(&self, ids: &[String], images: &[&str]) {
+        let _rt = self.rt.enter();
         let js = async_nats::jetstream::new(self.client.clone());
         let host = self.registry.host();
         self.rt.block_on(async {
@@ -256,7 +282,23 @@ impl Deployment {
     }
 
     /// Every result on the results stream, by request id (several when duplicated).
+    /// While the cluster recovers from a lost node, a read may time out: retried.
     pub fn results(&self) -> BTreeMap<String, Vec<ScanResult>> {
+        for attempt in 1..=30 {
+            match self.try_results() {
+                Ok(r) => return r,
+                Err(e) if attempt < 30 => {
+                    eprintln!("reading results: {e}; retrying");
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                Err(e) => panic!("reading results: {e}"),
+            }
+        }
+        unreachable!()
+    }
+
+    fn try_results(&self) -> Result<BTreeMap<String, Vec<ScanResult>>, String> {
+        let _rt = self.rt.enter();
         let js = async_nats::jetstream::new(self.client.clone());
         let subjects = self.subjects.clone();
         self.rt.block_on(async move {
@@ -264,15 +306,15 @@ impl Deployment {
             let stream = js
                 .get_stream(streams::results_stream_name(&subjects))
                 .await
-                .expect("results stream");
+                .map_err(|e| e.to_string())?;
             let consumer = stream
                 .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
                     filter_subject: format!("{}.result.>", subjects.prefix()),
                     ..Default::default()
                 })
                 .await
-                .expect("ordered consumer");
-            let mut messages = consumer.messages().await.expect("messages");
+                .map_err(|e| e.to_string())?;
+            let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
             while let Ok(Some(Ok(m))) =
                 tokio::time::timeout(Duration::from_secs(3), messages.next()).await
             {
@@ -280,12 +322,13 @@ impl Deployment {
                 let r: ScanResult = codec::decode(&bytes).expect("a scan result");
                 out.entry(r.request_id.clone()).or_default().push(r);
             }
-            out
+            Ok(out)
         })
     }
 
     /// Messages still in the work stream.
     pub fn work_left(&self) -> u64 {
+        let _rt = self.rt.enter();
         let js = async_nats::jetstream::new(self.client.clone());
         self.rt.block_on(async {
             match js
@@ -300,6 +343,7 @@ impl Deployment {
 
     /// The node index of the work stream's leader.
     pub fn work_leader(&self) -> Option<usize> {
+        let _rt = self.rt.enter();
         let js = async_nats::jetstream::new(self.client.clone());
         let leader = self.rt.block_on(async {
             let mut s = js

@@ -92,14 +92,18 @@ fn a_layer_two_extract_replicas_get_at_once_is_extracted_once() {
         "node-app",
         "java-app",
     ];
-    let d = Deployment::start(Layout {
+    let mut d = Deployment::start(Layout {
         images: images.clone(),
         ..Default::default()
     });
+    let t0 = Instant::now();
     d.wait_consuming(Duration::from_secs(120));
+    eprintln!("consuming after {:?}", t0.elapsed());
     let ids: Vec<String> = (0..10).map(|i| format!("shared-{i}")).collect();
     d.submit(&ids, &images);
+    let t0 = Instant::now();
     let t = wait_for_all(&d, &ids, Duration::from_secs(300));
+    eprintln!("shared layers: {t} after {:?}", t0.elapsed());
     assert!(t.lost == 0 && t.failed == 0, "{t}\n{}", d.logs());
     let extractions = d.extractions();
     let base =

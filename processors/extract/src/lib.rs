@@ -90,6 +90,9 @@ impl ExtractStage {
     async fn extract_one(&self, digest: &str) -> Result<LayerOutcome, StageError> {
         let started = std::time::Instant::now();
         let mut wait = Duration::from_millis(100);
+        // One holder per extraction, not per process: two messages of this process that
+        // need the same layer must not both take it.
+        let holder = format!("{}-{}", self.holder, uuid::Uuid::new_v4().simple());
         loop {
             if self
                 .store
@@ -100,7 +103,7 @@ impl ExtractStage {
                 let _ = self.blobs.delete(digest).await;
                 return Ok(LayerOutcome::Indexed);
             }
-            match claim::try_claim(&self.store, digest, &self.holder).await? {
+            match claim::try_claim(&self.store, digest, &holder).await? {
                 claim::Claimed::Mine => break,
                 claim::Claimed::Busy { holder } => {
                     if started.elapsed() > WAIT_FOR_OTHER {
@@ -119,7 +122,7 @@ impl ExtractStage {
         let refresher = {
             let store = self.store.clone();
             let d = digest.to_string();
-            let h = self.holder.clone();
+            let h = holder.clone();
             tokio::spawn(async move {
                 loop {
                     tokio::time::sleep(claim::REFRESH_EVERY).await;
@@ -129,7 +132,7 @@ impl ExtractStage {
         };
         let result = self.extract_claimed(digest).await;
         refresher.abort();
-        if let Err(e) = claim::release(&self.store, digest, &self.holder).await {
+        if let Err(e) = claim::release(&self.store, digest, &holder).await {
             tracing::warn!(layer = digest, error = %e, "could not release the extraction claim");
         }
         result

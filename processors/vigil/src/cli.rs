@@ -593,23 +593,6 @@ async fn run(cfg: Config, names: Vec<String>) -> Result<ExitCode> {
         let (stage, suffix) = spec.split_once(':').unwrap_or((spec, ""));
         StageName::parse(stage).map(|s| (s, (!suffix.is_empty()).then(|| suffix.to_string())))
     };
-    jetstream::ensure_streams(runner.context(), &subjects, &stream_tuning).await?;
-    let replicas = cfg.nats.replicas.max(1);
-    runner.spill = Some(
-        PayloadSpill::open(
-            &client,
-            runner.context(),
-            &subjects,
-            &BucketSettings {
-                // As long as a work message may wait.
-                max_age: Duration::from_secs(7 * 24 * 3600),
-                max_bytes: -1,
-                replicas,
-            },
-            cfg.nats.payload_inline_bytes,
-        )
-        .await?,
-    );
     let metrics = Arc::new(vigil_runtime::metrics::Metrics::new());
     metrics.expect_stages(&stages);
     metrics.watch_client(client.clone());
@@ -636,17 +619,47 @@ async fn run(cfg: Config, names: Vec<String>) -> Result<ExitCode> {
             .collect(),
         Duration::from_secs(5),
     );
-    let store = wiring::open_store(&cfg, WriteMode::Durable).await?;
-    let blobs: Arc<dyn BlobStore> = Arc::new(
-        ObjectStoreBlobs::open(
+    // A cluster that is still electing leaders, or busy creating the same streams for
+    // other processes, times out now and then: setup is retried for a while.
+    retry_setup("creating the streams", || async {
+        Ok(jetstream::ensure_streams(runner.context(), &subjects, &stream_tuning).await?)
+    })
+    .await?;
+    let replicas = cfg.nats.replicas.max(1);
+    let spill = retry_setup("opening the payload bucket", || async {
+        Ok(PayloadSpill::open(
+            &client,
             runner.context(),
             &subjects,
             &BucketSettings {
-                max_age: Duration::from_secs(cfg.nats.blob_ttl_secs),
-                max_bytes: cfg.nats.blob_max_bytes,
+                // As long as a work message may wait.
+                max_age: Duration::from_secs(7 * 24 * 3600),
+                max_bytes: -1,
                 replicas,
             },
+            cfg.nats.payload_inline_bytes,
         )
+        .await?)
+    })
+    .await?;
+    runner.spill = Some(spill);
+    let store = retry_setup("opening the store", || {
+        wiring::open_store(&cfg, WriteMode::Durable)
+    })
+    .await?;
+    let blobs: Arc<dyn BlobStore> = Arc::new(
+        retry_setup("opening the blob bucket", || async {
+            Ok(ObjectStoreBlobs::open(
+                runner.context(),
+                &subjects,
+                &BucketSettings {
+                    max_age: Duration::from_secs(cfg.nats.blob_ttl_secs),
+                    max_bytes: cfg.nats.blob_max_bytes,
+                    replicas,
+                },
+            )
+            .await?)
+        })
         .await?,
     );
     let (tx, rx) = tokio::sync::watch::channel(false);
@@ -699,6 +712,40 @@ async fn run(cfg: Config, names: Vec<String>) -> Result<ExitCode> {
     }
     store.flush().await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Retry a setup step whose error says the cluster did not answer in time (timeouts,
+/// no responders, no leader yet), for up to three minutes; other errors at once.
+async fn retry_setup<T, F, Fut>(what: &str, mut step: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    let mut delay = Duration::from_millis(500);
+    loop {
+        match step().await {
+            Ok(v) => return Ok(v),
+            Err(e) => {
+                let text = format!("{e:#}").to_ascii_lowercase();
+                let transient = [
+                    "timed out",
+                    "timeout",
+                    "no responders",
+                    "leader",
+                    "unavailable",
+                ]
+                .iter()
+                .any(|w| text.contains(w));
+                if !transient || tokio::time::Instant::now() >= deadline {
+                    return Err(e.context(what.to_string()));
+                }
+                tracing::warn!(error = %format!("{e:#}"), ?delay, "{what}: the cluster did not answer; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {
