@@ -1,7 +1,20 @@
 //! vigil load tests; each prints its figures.
 //!
 //! `cargo run --release -p vigil-loadtest -- rematch [--images 10000] [--affected 1000]
-//! [--packages 50] [--concurrency 16] [--nats URL]`
+//! [--packages 50] [--concurrency 16] [--nats URL] [--store embedded|jetstream]`
+//!
+//! `cargo run --release -p vigil-loadtest -- throughput [--images 1000] [--bases 10]`:
+//! a whole deployment on this machine (3-node nats-server cluster, every stage in its own
+//! `vigil run` process, two replicas of extract and match, JetStream store, R3), N
+//! generated images on B base layers pushed to a local registry and submitted at once.
+//! Prints images per second, p50/p99 request latency, layer extractions (each distinct
+//! layer should be extracted once) and each process's peak RSS. Needs the `vigil`
+//! binary (`VIGIL_BIN`, else `target/debug/vigil`, built on demand).
+//!
+//! `cargo run --release -p vigil-loadtest -- chaos [--requests 200]`: the same deployment
+//! with the testbed images; stage processes killed and restarted, the work stream's
+//! leader node killed, a node frozen for 30 s; prints requests, lost, duplicated,
+//! failed, restarts.
 //!
 //! Re-match on new data: store N image analyses (Debian 12 images of P packages each; M
 //! of them hold `openssl` at an affected version), match each once so the reverse index
@@ -24,12 +37,15 @@ use vigil_runtime::jetstream::{self, JetStreamRunner};
 use vigil_runtime::{Outgoing, Stage};
 use vigil_store::Store;
 
+mod images;
+
 struct Args {
     images: usize,
     affected: usize,
     packages: usize,
     concurrency: usize,
     nats: Option<String>,
+    jetstream_store: bool,
 }
 
 fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args> {
@@ -39,6 +55,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args> {
         packages: 50,
         concurrency: 16,
         nats: None,
+        jetstream_store: false,
     };
     while let Some(flag) = it.next() {
         let mut val = || it.next().with_context(|| format!("{flag} needs a value"));
@@ -48,6 +65,13 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args> {
             "--packages" => a.packages = val()?.parse()?,
             "--concurrency" => a.concurrency = val()?.parse()?,
             "--nats" => a.nats = Some(val()?),
+            "--store" => {
+                a.jetstream_store = match val()?.as_str() {
+                    "embedded" => false,
+                    "jetstream" => true,
+                    other => bail!("--store {other}: use embedded or jetstream"),
+                }
+            }
             other => bail!("unknown option {other}"),
         }
     }
@@ -67,8 +91,131 @@ fn main() -> Result<()> {
                 .build()?
                 .block_on(rematch(args))
         }
-        _ => bail!("usage: vigil-loadtest rematch [--images N] [--affected M] [--packages P] [--concurrency C] [--nats URL]"),
+        Some("throughput") => {
+            let (mut images, mut bases) = (1000usize, 10usize);
+            while let Some(flag) = argv.next() {
+                let v: usize = argv
+                    .next()
+                    .with_context(|| format!("{flag} needs a value"))?
+                    .parse()?;
+                match flag.as_str() {
+                    "--images" => images = v,
+                    "--bases" => bases = v,
+                    other => bail!("unknown option {other}"),
+                }
+            }
+            throughput(images, bases.max(1))
+        }
+        Some("chaos") => {
+            let mut requests = 200usize;
+            while let Some(flag) = argv.next() {
+                match flag.as_str() {
+                    "--requests" => {
+                        requests = argv.next().context("--requests needs a value")?.parse()?
+                    }
+                    other => bail!("unknown option {other}"),
+                }
+            }
+            chaos(requests)
+        }
+        _ => bail!("usage: vigil-loadtest rematch [--images N] [--affected M] [--packages P] [--concurrency C] [--nats URL] [--store embedded|jetstream]\n       vigil-loadtest throughput [--images N] [--bases B]\n       vigil-loadtest chaos [--requests N]"),
     }
+}
+
+fn chaos(requests: usize) -> Result<()> {
+    use vigil_e2e::cluster::{chaos_run, Deployment, Layout};
+    let layout = Layout::default();
+    let images = layout.images.clone();
+    let mut d = Deployment::start(layout);
+    d.wait_consuming(Duration::from_secs(120));
+    let ids: Vec<String> = (0..requests).map(|i| format!("chaos-{i:05}")).collect();
+    let t = Instant::now();
+    let tally = chaos_run(&mut d, &ids, &images, Duration::from_secs(900));
+    println!(
+        "chaos: {tally} ({:.0} s; 3 nats nodes: one killed and restarted, one frozen 30 s, one restarted)",
+        t.elapsed().as_secs_f64()
+    );
+    if tally.lost + tally.duplicated + tally.failed > 0 || tally.work_left > 0 {
+        bail!("the chaos run lost, duplicated or failed requests");
+    }
+    Ok(())
+}
+
+fn percentile(sorted: &[i64], p: f64) -> i64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn throughput(n: usize, bases: usize) -> Result<()> {
+    use vigil_e2e::cluster::{wait_for_all, Deployment, Layout};
+    vigil_runtime::install_crypto_provider();
+    let mut d = Deployment::start(Layout {
+        images: Vec::new(),
+        ..Default::default()
+    });
+    let host = d.registry.host();
+    let t = Instant::now();
+    let generated = d.rt.block_on(images::push_generated(&host, n, bases))?;
+    println!(
+        "pushed {n} generated images on {bases} base layers in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    d.wait_consuming(Duration::from_secs(120));
+    let ids: Vec<String> = (0..n).map(|i| format!("load-{i:05}")).collect();
+    let sources: Vec<String> = generated
+        .iter()
+        .map(|g| format!("{host}/{}:latest", g.repo))
+        .collect();
+    let t = Instant::now();
+    d.submit_sources(&ids, &sources);
+    let tally = wait_for_all(&d, &ids, Duration::from_secs(1800));
+    let wall = t.elapsed();
+    let results = d.results();
+    let mut latencies: Vec<i64> = ids
+        .iter()
+        .filter_map(|id| results.get(id)?.first())
+        .filter(|r| r.completed_at > 0)
+        .map(|r| r.completed_at)
+        .collect();
+    let started = vigil_runtime::now_millis() - wall.as_millis() as i64;
+    for l in latencies.iter_mut() {
+        *l -= started;
+    }
+    latencies.sort();
+    let extractions = d.extractions();
+    let distinct: std::collections::BTreeSet<&String> =
+        generated.iter().flat_map(|g| g.layers.iter()).collect();
+    let extracted_once = distinct
+        .iter()
+        .filter(|l| extractions.get(**l) == Some(&1))
+        .count();
+    let total_extractions: usize = extractions.values().sum();
+    println!(
+        "throughput: {n} images in {:.1} s = {:.1} images/s; latency (all submitted at once, from the first submit to each result) p50 {} ms, p99 {} ms; {tally}",
+        wall.as_secs_f64(),
+        n as f64 / wall.as_secs_f64(),
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+    );
+    println!(
+        "layers: {} distinct, {extracted_once} extracted exactly once, {total_extractions} extractions in all",
+        distinct.len()
+    );
+    for p in &d.processes {
+        println!(
+            "  peak RSS {}-{}: {} MiB",
+            p.stage,
+            p.replica,
+            p.peak_rss_kb().unwrap_or(0) / 1024
+        );
+    }
+    if tally.lost + tally.failed > 0 {
+        bail!("requests lost or failed: {tally}");
+    }
+    Ok(())
 }
 
 fn openssl_key() -> PackageKey {
@@ -168,7 +315,19 @@ async fn rematch(args: Args) -> Result<()> {
         }
     };
     let dir = tempfile::tempdir()?;
-    let store = Store::open_embedded(&dir.path().join("vigil.redb"))?;
+    let store = if args.jetstream_store {
+        let client = jetstream::connect(&url).await?;
+        Store::new(Arc::new(
+            vigil_store::jetstream_backend::JetStreamBackend::open(
+                async_nats::jetstream::new(client),
+                "LOADTEST",
+                1,
+            )
+            .await?,
+        ))
+    } else {
+        Store::open_embedded(&dir.path().join("vigil.redb"))?
+    };
     let matcher = Arc::new(vigil_match::MatchStage::new(store.clone()));
 
     // Seed: analyses, each matched once (report + reverse index).
@@ -262,7 +421,8 @@ async fn rematch(args: Args) -> Result<()> {
     }
     let all = t.elapsed();
     println!(
-        "re-match: {} images stored, {} affected: first vuln_update after {:.0} ms, all {} after {:.0} ms ({:.0} notifications/s; {} cores, concurrency {})",
+        "re-match ({} store): {} images stored, {} affected: first vuln_update after {:.0} ms, all {} after {:.0} ms ({:.0} notifications/s; {} cores, concurrency {})",
+        if args.jetstream_store { "JetStream" } else { "embedded" },
         args.images,
         args.affected,
         first.unwrap_or_default().as_secs_f64() * 1e3,

@@ -168,7 +168,9 @@ impl Deployment {
     pub fn start(layout: Layout) -> Deployment {
         let nats = NatsCluster::start(3);
         let registry = Registry::start(RegistryOpts::default());
-        registry.push_testbed(&layout.images);
+        if !layout.images.is_empty() {
+            registry.push_testbed(&layout.images);
+        }
         let rt = tokio::runtime::Runtime::new().expect("runtime");
         let urls = nats.urls();
         let client = rt.block_on(async {
@@ -240,16 +242,25 @@ impl Deployment {
         }
     }
 
-    /// Publish one scan request per id, for the image `images[i % len]`.
+    /// Publish one scan request per id, for the testbed image `images[i % len]`.
     pub fn submit(&self, ids: &[String], images: &[&str]) {
+        let host = self.registry.host();
+        let sources: Vec<String> = (0..ids.len())
+            .map(|i| format!("{host}/{}:latest", images[i % images.len()]))
+            .collect();
+        self.submit_sources(ids, &sources);
+    }
+
+    /// Publish one scan request per id for the source of the same index.
+    pub fn submit_sources(&self, ids: &[String], sources: &[String]) {
         let _rt = self.rt.enter();
         let js = async_nats::jetstream::new(self.client.clone());
-        let host = self.registry.host();
         self.rt.block_on(async {
-            for (i, id) in ids.iter().enumerate() {
-                let image = images[i % images.len()];
+            for (id, source) in ids.iter().zip(sources) {
+                let mut request = RequestContext::new(id.clone(), source.clone());
+                request.submitted_at = vigil_contracts_now();
                 let req = ScanRequest {
-                    request: RequestContext::new(id.clone(), format!("{host}/{image}:latest")),
+                    request,
                     force: false,
                     sbom: None,
                 };
@@ -399,6 +410,13 @@ impl Deployment {
     }
 }
 
+fn vigil_contracts_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
 fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
@@ -420,6 +438,56 @@ async fn resolve(js: &async_nats::jetstream::Context, s: &Subjects, payload: &[u
             out
         }
         Err(_) => payload.to_vec(),
+    }
+}
+
+/// The chaos run of the cluster test and of `vigil-loadtest chaos`: half the requests,
+/// six stage processes killed (SIGKILL) and restarted, the work stream's leader node
+/// killed while the other half is submitted and started again, four more processes
+/// killed, another node frozen for 30 s (cut off), a third restarted; then wait (at
+/// most `settle`) until every request has a result and the work stream is empty.
+pub fn chaos_run(d: &mut Deployment, ids: &[String], images: &[&str], settle: Duration) -> Tally {
+    let (first, rest) = ids.split_at(ids.len() / 2);
+    d.submit(first, images);
+    let mut rng = 0x9e37_79b9_u64;
+    let mut next = move |m: usize| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        (rng % m as u64) as usize
+    };
+    for _ in 0..6 {
+        let i = next(d.processes.len());
+        d.kill_and_restart(i);
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    let leader = d.work_leader().expect("the work stream has a leader");
+    d.nats.kill(leader);
+    d.submit(rest, images);
+    std::thread::sleep(Duration::from_secs(5));
+    d.nats.start_node(leader);
+    for _ in 0..4 {
+        let i = next(d.processes.len());
+        d.kill_and_restart(i);
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    let cut = (leader + 1) % d.nats.len();
+    d.nats.pause(cut);
+    std::thread::sleep(Duration::from_secs(30));
+    d.nats.resume(cut);
+    d.nats.restart((leader + 2) % d.nats.len());
+    wait_for_all(d, ids, settle)
+}
+
+/// Poll until every request has a result and the work stream is empty, or `timeout`.
+pub fn wait_for_all(d: &Deployment, ids: &[String], timeout: Duration) -> Tally {
+    let start = Instant::now();
+    loop {
+        let t = Tally::of(d, ids);
+        if (t.lost == 0 && t.work_left == 0) || start.elapsed() > timeout {
+            return t;
+        }
+        std::thread::sleep(Duration::from_secs(2));
     }
 }
 

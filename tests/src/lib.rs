@@ -136,3 +136,34 @@ pub fn write(root: &Path, rel: &str, content: &str) {
     std::fs::create_dir_all(p.parent().unwrap()).unwrap();
     std::fs::write(p, content).unwrap();
 }
+
+/// SIGTERM a `vigil run` and wait for it to exit.
+pub fn terminate(runner: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &runner.id().to_string()])
+        .status();
+    let _ = runner.wait();
+}
+
+/// A core-NATS subscription to `subject`, ready when this returns.
+pub fn subscribe(rt: &tokio::runtime::Runtime, url: &str, subject: &str) -> async_nats::Subscriber {
+    rt.block_on(async {
+        let client = async_nats::connect(url).await.expect("connect to NATS");
+        let s = client
+            .subscribe(subject.to_string())
+            .await
+            .expect("subscribe");
+        client.flush().await.expect("flush");
+        s
+    })
+}
+
+/// Drop whatever arrives on `sub` until it is quiet for two seconds.
+pub fn drain(rt: &tokio::runtime::Runtime, sub: &mut async_nats::Subscriber) {
+    use futures::StreamExt;
+    rt.block_on(async {
+        while let Ok(Some(_)) =
+            tokio::time::timeout(std::time::Duration::from_secs(2), sub.next()).await
+        {}
+    });
+}

@@ -13,18 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use vigil_e2e::cluster::{Deployment, Layout, Tally};
-
-fn wait_for_all(d: &Deployment, ids: &[String], timeout: Duration) -> Tally {
-    let start = Instant::now();
-    loop {
-        let t = Tally::of(d, ids);
-        if (t.lost == 0 && t.work_left == 0) || start.elapsed() > timeout {
-            return t;
-        }
-        std::thread::sleep(Duration::from_secs(2));
-    }
-}
+use vigil_e2e::cluster::{chaos_run, wait_for_all, Deployment, Layout};
 
 #[test]
 fn requests_survive_killed_stages_and_nats_nodes() {
@@ -37,42 +26,7 @@ fn requests_survive_killed_stages_and_nats_nodes() {
     let mut d = Deployment::start(layout);
     d.wait_consuming(Duration::from_secs(120));
     let ids: Vec<String> = (0..n).map(|i| format!("chaos-{i:04}")).collect();
-
-    // A first wave, so that the chaos meets messages in flight at every stage.
-    let (first, rest) = ids.split_at(n / 2);
-    d.submit(first, &images);
-    let mut rng = 0x9e37_79b9_u64;
-    let mut next = move |m: usize| {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        (rng % m as u64) as usize
-    };
-    // Stage processes killed and restarted, a bounded number of times.
-    for _ in 0..6 {
-        let i = next(d.processes.len());
-        d.kill_and_restart(i);
-        std::thread::sleep(Duration::from_millis(1500));
-    }
-    // The work stream's leader node dies with messages in flight, and comes back.
-    let leader = d.work_leader().expect("the work stream has a leader");
-    d.nats.kill(leader);
-    d.submit(rest, &images);
-    std::thread::sleep(Duration::from_secs(5));
-    d.nats.start_node(leader);
-    for _ in 0..4 {
-        let i = next(d.processes.len());
-        d.kill_and_restart(i);
-        std::thread::sleep(Duration::from_millis(1500));
-    }
-    // Another node is cut off for 30 s, then a third restarted.
-    let cut = (leader + 1) % d.nats.len();
-    d.nats.pause(cut);
-    std::thread::sleep(Duration::from_secs(30));
-    d.nats.resume(cut);
-    d.nats.restart((leader + 2) % d.nats.len());
-
-    let t = wait_for_all(&d, &ids, Duration::from_secs(600));
+    let t = chaos_run(&mut d, &ids, &images, Duration::from_secs(600));
     eprintln!("chaos: {t}");
     assert!(
         t.lost == 0 && t.duplicated == 0 && t.failed == 0 && t.work_left == 0,

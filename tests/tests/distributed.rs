@@ -4,16 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use vigil_e2e::{package_names, Vigil};
+use vigil_e2e::{package_names, terminate, Vigil};
 use vigil_testkit::{free_port, Nats, Registry, RegistryOpts};
-
-fn stop(runner: &mut std::process::Child) {
-    std::process::Command::new("kill")
-        .args(["-TERM", &runner.id().to_string()])
-        .status()
-        .unwrap();
-    let _ = runner.wait();
-}
 
 fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     vigil_testkit::http_get(port, path).ok()
@@ -103,7 +95,7 @@ fn logs_are_plain_text_and_operations_endpoints_answer() {
         assert!(start.elapsed() < Duration::from_secs(20), "{m}");
         std::thread::sleep(Duration::from_millis(500));
     }
-    stop(&mut runner);
+    terminate(&mut runner);
     let log = v.log("run.log");
     assert!(log.contains("consuming"), "{log}");
     assert!(
@@ -191,5 +183,5 @@ fn results_larger_than_a_message_reach_the_requester() {
     let npm = package_names(&report, "npm");
     assert!(npm.len() >= 20_000, "{} npm packages", npm.len());
     assert!(npm.contains(&"generated-package-12345".to_string()));
-    stop(&mut runner);
+    terminate(&mut runner);
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use vigil_contracts::{Action, Notification, NotificationPayload};
-use vigil_e2e::Vigil;
+use vigil_e2e::{drain, subscribe, terminate, Vigil};
 use vigil_testkit::{testbed, Nats};
 
 const ONLY_PORT_8080: &str = r#"{"id":"only-8080","version":"1_0","name":"only 8080","policies":[{"id":"p1","version":"1_0","name":"p","rules":[
@@ -85,36 +85,13 @@ fn expect_stop_to_go(
     assert_eq!(current_action, Action::Go, "port 22 no longer matters");
 }
 
-fn subscribe(rt: &tokio::runtime::Runtime, nats: &Nats) -> async_nats::Subscriber {
-    rt.block_on(async {
-        let client = async_nats::connect(nats.url()).await.unwrap();
-        let s = client.subscribe("vigil.notify.policy_eval").await.unwrap();
-        client.flush().await.unwrap();
-        s
-    })
-}
-
-fn drain(rt: &tokio::runtime::Runtime, evals: &mut async_nats::Subscriber) {
-    rt.block_on(async {
-        while let Ok(Some(_)) = tokio::time::timeout(Duration::from_secs(2), evals.next()).await {}
-    });
-}
-
-fn stop(runner: &mut std::process::Child) {
-    std::process::Command::new("kill")
-        .args(["-TERM", &runner.id().to_string()])
-        .status()
-        .unwrap();
-    let _ = runner.wait();
-}
-
 #[test]
 fn published_bundle_re_evaluates_and_notifies_changed_verdicts() {
     let nats = Nats::start();
     let v = Vigil::new().env("VIGIL_NATS__URL", &nats.url());
     let mut runner = v.spawn(&["run", "all"], "run.log");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let mut evals = subscribe(&rt, &nats);
+    let mut evals = subscribe(&rt, &nats.url(), "vigil.notify.policy_eval");
     let digest = scan_stopped(&v, "run.log");
     // Whatever the first evaluation announced, drain it.
     drain(&rt, &mut evals);
@@ -135,7 +112,7 @@ fn published_bundle_re_evaluates_and_notifies_changed_verdicts() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["evaluation"]["final_action"], "GO", "{report}");
     assert_eq!(report["evaluation"]["bundle_id"], "only-8080");
-    stop(&mut runner);
+    terminate(&mut runner);
 }
 
 /// Defect: the re-evaluation of every image stored its evaluations before publishing,
@@ -149,10 +126,10 @@ fn a_re_evaluation_interrupted_before_publishing_still_notifies() {
         .env("VIGIL_NATS__ACK_WAIT_SECS", "3");
     let mut first = v.spawn(&["run", "all"], "first.log");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let mut evals = subscribe(&rt, &nats);
+    let mut evals = subscribe(&rt, &nats.url(), "vigil.notify.policy_eval");
     let digest = scan_stopped(&v, "first.log");
     drain(&rt, &mut evals);
-    stop(&mut first);
+    terminate(&mut first);
 
     let mut crashing = v
         .command(&["run", "all"])
@@ -183,5 +160,5 @@ fn a_re_evaluation_interrupted_before_publishing_still_notifies() {
     expect_stop_to_go(&rt, &mut evals, &digest, &|| {
         format!("{}\n{}", v.log("crash.log"), v.log("last.log"))
     });
-    stop(&mut last);
+    terminate(&mut last);
 }

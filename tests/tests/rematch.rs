@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use vigil_e2e::{write, Vigil};
+use vigil_e2e::{drain, subscribe, terminate, write, Vigil};
 use vigil_testkit::{testbed, Nats};
 
 /// The Debian tracker fixture without the `sope` source package.
@@ -151,31 +151,6 @@ fn expect_sope_notification(
     assert!(more.is_err(), "unexpected second vuln_update");
 }
 
-fn subscribe(rt: &tokio::runtime::Runtime, nats: &Nats) -> async_nats::Subscriber {
-    rt.block_on(async {
-        let client = async_nats::connect(nats.url()).await.unwrap();
-        let s = client.subscribe("vigil.notify.vuln_update").await.unwrap();
-        client.flush().await.unwrap();
-        s
-    })
-}
-
-/// Whatever the scans announced before the advisory arrived (a scan that ran before the
-/// first sync landed and one after it differ by apparmor's finding), drain it.
-fn drain(rt: &tokio::runtime::Runtime, notes: &mut async_nats::Subscriber) {
-    rt.block_on(async {
-        while let Ok(Some(_)) = tokio::time::timeout(Duration::from_secs(2), notes.next()).await {}
-    });
-}
-
-fn stop(runner: &mut std::process::Child) {
-    std::process::Command::new("kill")
-        .args(["-TERM", &runner.id().to_string()])
-        .status()
-        .unwrap();
-    let _ = runner.wait();
-}
-
 #[test]
 fn new_advisory_notifies_the_images_it_hits() {
     let nats = Nats::start();
@@ -185,12 +160,12 @@ fn new_advisory_notifies_the_images_it_hits() {
         .env("VIGIL_CONFIG", s.config.to_str().unwrap());
     let mut runner = v.spawn(&["run", "all"], "run.log");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let mut notes = subscribe(&rt, &nats);
+    let mut notes = subscribe(&rt, &nats.url(), "vigil.notify.vuln_update");
     first_sync_and_scan(&v, &s.root, "run.log");
     drain(&rt, &mut notes);
     advisory_arrives(&v, &s);
     expect_sope_notification(&rt, &mut notes, &|| v.log("run.log"));
-    stop(&mut runner);
+    terminate(&mut runner);
     drop(s.work);
 }
 
@@ -208,10 +183,10 @@ fn a_rematch_interrupted_before_publishing_still_notifies() {
         .env("VIGIL_CONFIG", s.config.to_str().unwrap());
     let mut first = v.spawn(&["run", "all"], "first.log");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let mut notes = subscribe(&rt, &nats);
+    let mut notes = subscribe(&rt, &nats.url(), "vigil.notify.vuln_update");
     first_sync_and_scan(&v, &s.root, "first.log");
     drain(&rt, &mut notes);
-    stop(&mut first);
+    terminate(&mut first);
 
     // This process dies after matching the image again and before publishing.
     let mut crashing = v
@@ -244,6 +219,6 @@ fn a_rematch_interrupted_before_publishing_still_notifies() {
     expect_sope_notification(&rt, &mut notes, &|| {
         format!("{}\n{}", v.log("crash.log"), v.log("last.log"))
     });
-    stop(&mut last);
+    terminate(&mut last);
     drop(s.work);
 }

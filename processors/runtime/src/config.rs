@@ -85,11 +85,17 @@ pub fn load<T: Serialize + DeserializeOwned + Default>(
         .map_err(|e: toml::de::Error| ConfigError::Invalid(e.to_string()))
 }
 
+/// Whether `path` names a key the configuration has (not a whole section): a leaf of
+/// the defaults, or an absent key in a section that exists (optional keys, `None` by
+/// default, are not in the serialized defaults).
 fn is_leaf(v: &toml::Value, path: &[String]) -> bool {
     let mut cur = v;
-    for seg in path {
-        match cur.as_table().and_then(|t| t.get(seg)) {
-            Some(n) => cur = n,
+    for (i, seg) in path.iter().enumerate() {
+        match cur.as_table().map(|t| t.get(seg)) {
+            Some(Some(n)) => cur = n,
+            // An optional key of an existing section (not at the top level, where
+            // VIGIL_LOG and the like live).
+            Some(None) => return i + 1 == path.len() && i > 0,
             None => return false,
         }
     }
@@ -106,6 +112,8 @@ mod tests {
         url: String,
         list: Vec<String>,
         n: u32,
+        #[serde(default)]
+        user: Option<String>,
     }
     #[derive(Debug, Serialize, Deserialize, PartialEq)]
     struct Conf {
@@ -120,6 +128,7 @@ mod tests {
                     url: "nats://x".into(),
                     list: vec![],
                     n: 1,
+                    user: None,
                 },
             }
         }
@@ -137,6 +146,8 @@ mod tests {
                 "[\"a\", \"b\"]".to_string(),
             ),
             ("VIGIL_UNKNOWN".to_string(), "x".to_string()),
+            // An optional key, absent from the serialized defaults.
+            ("VIGIL_INNER__USER".to_string(), "alice".to_string()),
             // Names a whole section, not a key: ignored rather than replacing the table.
             ("VIGIL_INNER".to_string(), "/some/dir".to_string()),
             ("OTHER_NAME".to_string(), "no".to_string()),
@@ -146,6 +157,7 @@ mod tests {
         assert_eq!(c.inner.url, "nats://file");
         assert_eq!(c.inner.n, 7);
         assert_eq!(c.inner.list, vec!["a", "b"]);
+        assert_eq!(c.inner.user.as_deref(), Some("alice"));
     }
 
     #[test]

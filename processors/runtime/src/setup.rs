@@ -33,7 +33,7 @@ pub enum RunnerError {
 
 /// How to reach the NATS servers.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default)]
 pub struct NatsConnect {
     /// One server or a comma-separated list (`nats://a:4222,nats://b:4222`); the client
     /// connects to any and fails over to the others.

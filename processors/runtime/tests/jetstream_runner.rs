@@ -2,6 +2,9 @@
 //! de-duplication ids, transient failures redelivered then dead-lettered with a failed
 //! result routed to notify, and a NATS restart survived.
 
+mod common;
+use common::request;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,20 +66,6 @@ fn tuning() -> ConsumerTuning {
         max_deliver: 3,
         max_ack_pending: 16,
     }
-}
-
-async fn request(js: &async_nats::jetstream::Context, s: &Subjects, id: &str) {
-    let out = Outgoing::record(
-        Subject::ScanRequest,
-        format!("req-{id}"),
-        &ScanRequest {
-            request: RequestContext::new(id, "127.0.0.1:1/x:y"),
-            force: false,
-            sbom: None,
-        },
-    )
-    .unwrap();
-    publish(js, s, &out).await.unwrap();
 }
 
 async fn next_on(client: &async_nats::Client, subject: String) -> async_nats::Subscriber {

@@ -2,6 +2,9 @@
 //! second, a publish fails or a record is larger than NATS's `max_payload`; each test
 //! runs against a real nats-server.
 
+mod common;
+use common::request;
+
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,8 +14,7 @@ use futures::StreamExt;
 use vigil_contracts::streams::{self, ConsumerTuning, StreamTuning};
 use vigil_contracts::*;
 use vigil_runtime::jetstream::{
-    connect, ensure_streams, publish, resolve_payload, BucketSettings, JetStreamRunner,
-    PayloadSpill,
+    connect, ensure_streams, resolve_payload, BucketSettings, JetStreamRunner, PayloadSpill,
 };
 use vigil_runtime::{Outgoing, Stage, StageError};
 use vigil_testkit::Nats;
@@ -79,20 +81,6 @@ impl Stage for Slow {
             },
         )?])
     }
-}
-
-async fn request(js: &async_nats::jetstream::Context, s: &Subjects, id: &str) {
-    let out = Outgoing::record(
-        Subject::ScanRequest,
-        format!("req-{id}"),
-        &ScanRequest {
-            request: RequestContext::new(id, "127.0.0.1:1/x:y"),
-            force: false,
-            sbom: None,
-        },
-    )
-    .unwrap();
-    publish(js, s, &out).await.unwrap();
 }
 
 struct Running {

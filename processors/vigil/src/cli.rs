@@ -239,7 +239,7 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
 
 pub fn apply_nats(mut cfg: Config, a: &NatsArgs) -> Config {
     if let Some(u) = &a.nats {
-        cfg.nats.url = u.clone();
+        cfg.nats.connect.url = u.clone();
     }
     if let Some(p) = &a.prefix {
         cfg.nats.prefix = p.clone();
@@ -697,7 +697,7 @@ async fn run(cfg: Config, names: Vec<String>) -> Result<ExitCode> {
     eprintln!(
         "vigil: running {} on {} (prefix {})",
         names.join(" "),
-        cfg.nats.url,
+        cfg.nats.connect.url,
         cfg.nats.prefix
     );
     shutdown_signal().await;

@@ -214,7 +214,7 @@ async fn publish_update(
     jetstream::publish(&js, &subjects, &out).await?;
     eprintln!(
         "vigil: published policy bundle {} on {}",
-        update.bundle_id, cfg.nats.url
+        update.bundle_id, cfg.nats.connect.url
     );
     Ok(())
 }

@@ -44,20 +44,12 @@ impl Default for Config {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct NatsConfig {
-    /// One server or a comma-separated list, as the `nats` CLI takes it.
-    pub url: String,
+    /// Servers (one URL or a comma-separated list, as the `nats` CLI takes it),
+    /// credentials and TLS: `url`, `user`, `password`, `token`, `nkey_seed`, `creds_file`,
+    /// `tls_ca`, `tls_cert`, `tls_key`, `tls_required`.
+    #[serde(flatten)]
+    pub connect: NatsConnect,
     pub prefix: String,
-    /// Credentials: user and password, a token, an NKey seed or a `.creds` file.
-    pub user: Option<String>,
-    pub password: Option<String>,
-    pub token: Option<String>,
-    pub nkey_seed: Option<String>,
-    pub creds_file: Option<PathBuf>,
-    /// TLS to the servers: an extra CA, a client certificate and key, TLS required.
-    pub tls_ca: Option<PathBuf>,
-    pub tls_cert: Option<PathBuf>,
-    pub tls_key: Option<PathBuf>,
-    pub tls_required: bool,
     /// Replicas of every stream, consumer, KV bucket and object store vigil creates: 1 on
     /// one server, 3 on a 3-node cluster. Applied at start to what exists.
     pub replicas: usize,
@@ -89,7 +81,7 @@ impl Default for NatsConfig {
     fn default() -> Self {
         let t = ConsumerTuning::default();
         NatsConfig {
-            url: "nats://127.0.0.1:4222".into(),
+            connect: NatsConnect::url("nats://127.0.0.1:4222"),
             prefix: "vigil".into(),
             ack_wait_secs: t.ack_wait.as_secs(),
             max_deliver: t.max_deliver,
@@ -98,15 +90,6 @@ impl Default for NatsConfig {
             blob_ttl_secs: 24 * 3600,
             hold_stage: String::new(),
             hold_ms: 0,
-            user: None,
-            password: None,
-            token: None,
-            nkey_seed: None,
-            creds_file: None,
-            tls_ca: None,
-            tls_cert: None,
-            tls_key: None,
-            tls_required: false,
             replicas: 1,
             payload_inline_bytes: 512 * 1024,
             blob_max_bytes: 16 << 30,
@@ -130,21 +113,6 @@ impl NatsConfig {
         Subjects::new(self.prefix.clone())
     }
 
-    pub fn connect_options(&self) -> NatsConnect {
-        NatsConnect {
-            url: self.url.clone(),
-            user: self.user.clone(),
-            password: self.password.clone(),
-            token: self.token.clone(),
-            nkey_seed: self.nkey_seed.clone(),
-            creds_file: self.creds_file.clone(),
-            tls_ca: self.tls_ca.clone(),
-            tls_cert: self.tls_cert.clone(),
-            tls_key: self.tls_key.clone(),
-            tls_required: self.tls_required,
-        }
-    }
-
     pub fn stream_tuning(&self) -> StreamTuning {
         StreamTuning {
             replicas: self.replicas.max(1),
@@ -155,7 +123,7 @@ impl NatsConfig {
 
     /// Connect with the configured servers, credentials and TLS.
     pub async fn connect(&self) -> Result<async_nats::Client> {
-        Ok(vigil_runtime::jetstream::connect_with(&self.connect_options()).await?)
+        Ok(vigil_runtime::jetstream::connect_with(&self.connect).await?)
     }
 }
 
