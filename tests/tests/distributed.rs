@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use vigil_e2e::{package_names, terminate, Vigil};
-use vigil_testkit::{free_port, Nats, Registry, RegistryOpts};
+use vigil_testkit::{free_port, Nats, NatsOpts, Registry, RegistryOpts};
 
 fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     vigil_testkit::http_get(port, path).ok()
@@ -184,4 +184,53 @@ fn results_larger_than_a_message_reach_the_requester() {
     assert!(npm.len() >= 20_000, "{} npm packages", npm.len());
     assert!(npm.contains(&"generated-package-12345".to_string()));
     terminate(&mut runner);
+}
+
+/// A server that wants a user and password: without them a command fails at once with
+/// the server's refusal; with them (`VIGIL_NATS__USER`, `VIGIL_NATS__PASSWORD`) the
+/// pipeline runs. The password never appears in the logs.
+#[test]
+fn credentials_are_sent_and_a_refusal_is_a_clear_error() {
+    let nats = Nats::start_with(NatsOpts {
+        auth: Some(("scanner".into(), "s3cret-pass".into())),
+        ..Default::default()
+    });
+    let anonymous = Vigil::new().env("VIGIL_NATS__URL", &nats.url());
+    vigil_e2e::vigil_bin(); // built before the clock starts
+    let t = Instant::now();
+    let out = anonymous.run(&["submit", "dir:/nonexistent", "--timeout", "5"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).to_lowercase();
+    assert!(err.contains("authorization"), "{err}");
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+
+    let v = Vigil::new()
+        .env("VIGIL_NATS__URL", &nats.url())
+        .env("VIGIL_NATS__USER", "scanner")
+        .env("VIGIL_NATS__PASSWORD", "s3cret-pass");
+    let mut runner = v.spawn(&["run", "all"], "run.log");
+    let dir = tempfile::tempdir().unwrap();
+    vigil_e2e::write(dir.path(), "requirements.txt", "requests==2.19.1\n");
+    let out = v.run(&[
+        "submit",
+        &format!("dir:{}", dir.path().display()),
+        "--wait",
+        "--timeout",
+        "120",
+        "-o",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        v.log("run.log")
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        package_names(&report, "python"),
+        vec!["requests".to_string()]
+    );
+    terminate(&mut runner);
+    assert!(!v.log("run.log").contains("s3cret-pass"));
 }

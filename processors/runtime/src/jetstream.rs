@@ -39,7 +39,7 @@ pub use crate::objects::{
     is_payload_ref, resolve_payload, BucketSettings, ObjectBucket, ObjectStoreBlobs, PayloadSpill,
 };
 pub use crate::setup::{
-    connect, connect_with, ensure_consumer, ensure_streams, NatsConnect, RunnerError,
+    connect, connect_once, connect_with, ensure_consumer, ensure_streams, NatsConnect, RunnerError,
 };
 
 /// A message delivered this many times `max_deliver` without an answer is given up on.

@@ -91,8 +91,19 @@ pub async fn connect(url: &str) -> Result<async_nats::Client, RunnerError> {
     connect_with(&NatsConnect::url(url)).await
 }
 
-/// Connect with credentials and TLS as configured.
+/// Connect with credentials and TLS as configured; a server that is not there yet is
+/// waited for (services: `vigil run`).
 pub async fn connect_with(c: &NatsConnect) -> Result<async_nats::Client, RunnerError> {
+    connect_opts(c, true).await
+}
+
+/// Connect once, failing at once when no server answers or the credentials are refused
+/// (commands: `vigil submit`, `feeds request`, `policy publish`).
+pub async fn connect_once(c: &NatsConnect) -> Result<async_nats::Client, RunnerError> {
+    connect_opts(c, false).await
+}
+
+async fn connect_opts(c: &NatsConnect, wait: bool) -> Result<async_nats::Client, RunnerError> {
     crate::install_crypto_provider();
     let err = |m: String| RunnerError::Connect {
         url: c.url.clone(),
@@ -127,8 +138,10 @@ pub async fn connect_with(c: &NatsConnect) -> Result<async_nats::Client, RunnerE
     if c.tls_required {
         o = o.require_tls(true);
     }
-    o.retry_on_initial_connect()
-        .max_reconnects(None)
+    if wait {
+        o = o.retry_on_initial_connect();
+    }
+    o.max_reconnects(None)
         .connection_timeout(Duration::from_secs(5))
         .connect(servers)
         .await

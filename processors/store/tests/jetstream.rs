@@ -59,6 +59,7 @@ async fn single_server_conforms() {
 async fn a_small_max_payload_conforms() {
     let nats = Nats::start_with(NatsOpts {
         max_payload: Some(64 * 1024),
+        ..Default::default()
     });
     let backend = open(&[nats.url()], &prefix(), 1).await;
     assert_eq!(backend.chunk_threshold(), 16 * 1024);

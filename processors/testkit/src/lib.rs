@@ -63,6 +63,8 @@ pub struct NatsOpts {
     /// The server's `max_payload` in bytes (its default is 1 MiB). nats-server has no
     /// command-line flag for it: it goes into a configuration file in the server's dir.
     pub max_payload: Option<u32>,
+    /// Require this user and password from every client.
+    pub auth: Option<(String, String)>,
 }
 
 /// A running nats-server with JetStream.
@@ -99,6 +101,9 @@ impl Nats {
             .arg(self.port.to_string())
             .arg("-sd")
             .arg(self.dir.path().join("store"));
+        if let Some((user, pass)) = &self.opts.auth {
+            cmd.args(["--user", user, "--pass", pass]);
+        }
         if let Some(max) = self.opts.max_payload {
             let conf = self.dir.path().join("nats.conf");
             std::fs::write(&conf, format!("max_payload: {max}\n")).expect("nats config");

@@ -125,6 +125,7 @@ async fn an_r3_stream_survives_a_killed_node() {
 async fn a_single_server_takes_a_smaller_max_payload() {
     let nats = vigil_testkit::Nats::start_with(NatsOpts {
         max_payload: Some(64 * 1024),
+        ..Default::default()
     });
     let client = async_nats::connect(nats.url()).await.unwrap();
     assert_eq!(client.server_info().max_payload, 64 * 1024);

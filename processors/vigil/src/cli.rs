@@ -434,7 +434,7 @@ fn print_results(results: &[ScanResult], output: Format, fail_on_policy: bool) -
 async fn feeds(mut cfg: Config, cmd: FeedsCmd) -> Result<ExitCode> {
     if let FeedsCmd::Request { feeds, nats } = cmd {
         let cfg = apply_nats(cfg, &nats);
-        let client = cfg.nats.connect().await?;
+        let client = cfg.nats.connect_client().await?;
         let subjects = cfg.nats.subjects();
         let js = async_nats::jetstream::new(client);
         jetstream::ensure_streams(&js, &subjects, &cfg.nats.stream_tuning()).await?;
@@ -775,7 +775,7 @@ async fn submit(cfg: Config, request: RequestContext, o: SubmitOptions) -> Resul
         fail_on_policy,
         sbom,
     } = o;
-    let client = cfg.nats.connect().await?;
+    let client = cfg.nats.connect_client().await?;
     let subjects = cfg.nats.subjects();
     let js = async_nats::jetstream::new(client);
     jetstream::ensure_streams(&js, &subjects, &cfg.nats.stream_tuning()).await?;

@@ -202,7 +202,7 @@ async fn publish_update(
     update: &vigil_contracts::PolicyUpdated,
 ) -> Result<()> {
     let cfg = crate::cli::apply_nats(cfg, nats);
-    let client = cfg.nats.connect().await?;
+    let client = cfg.nats.connect_client().await?;
     let subjects = cfg.nats.subjects();
     let js = async_nats::jetstream::new(client);
     jetstream::ensure_streams(&js, &subjects, &cfg.nats.stream_tuning()).await?;

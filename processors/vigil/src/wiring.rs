@@ -121,9 +121,15 @@ impl NatsConfig {
         }
     }
 
-    /// Connect with the configured servers, credentials and TLS.
+    /// Connect with the configured servers, credentials and TLS, waiting for a server
+    /// that is not up yet (services).
     pub async fn connect(&self) -> Result<async_nats::Client> {
         Ok(vigil_runtime::jetstream::connect_with(&self.connect).await?)
+    }
+
+    /// Connect once: an unreachable server or refused credentials fail the command.
+    pub async fn connect_client(&self) -> Result<async_nats::Client> {
+        Ok(vigil_runtime::jetstream::connect_once(&self.connect).await?)
     }
 }
 
