@@ -32,6 +32,25 @@ pub fn vigil_bin() -> PathBuf {
 pub struct Vigil {
     pub data_dir: tempfile::TempDir,
     pub env: Vec<(String, String)>,
+    /// Processes started with [`Vigil::spawn`]: killed when this is dropped, so that a
+    /// failing test leaves no `vigil run` behind.
+    spawned: std::sync::Mutex<Vec<u32>>,
+}
+
+impl Drop for Vigil {
+    fn drop(&mut self) {
+        let pids = std::mem::take(&mut *self.spawned.lock().unwrap_or_else(|e| e.into_inner()));
+        for pid in pids {
+            // Only a process that is still this data directory's vigil.
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let dir = self.data_dir.path().as_os_str().as_encoded_bytes();
+            if cmdline.windows(dir.len()).any(|w| w == dir) {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+        }
+    }
 }
 
 impl Default for Vigil {
@@ -47,6 +66,7 @@ impl Vigil {
             // Tests run several `vigil run` processes at once: each serves its
             // operations endpoints on a free port.
             env: vec![("VIGIL_OPS__LISTEN".into(), "127.0.0.1:0".into())],
+            spawned: Default::default(),
         }
     }
 
@@ -87,11 +107,22 @@ impl Vigil {
     /// Start a long-running command (e.g. `run all`), logging to a file in the data dir.
     pub fn spawn(&self, args: &[&str], log_name: &str) -> Child {
         let log = std::fs::File::create(self.data_dir.path().join(log_name)).expect("log file");
-        self.command(args)
+        let child = self
+            .command(args)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .expect("spawn vigil")
+            .expect("spawn vigil");
+        self.track(&child);
+        child
+    }
+
+    /// Kill `child` when this is dropped (if it still runs then).
+    pub fn track(&self, child: &Child) {
+        self.spawned
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(child.id());
     }
 
     pub fn log(&self, log_name: &str) -> String {

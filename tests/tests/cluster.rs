@@ -15,8 +15,17 @@ use std::time::{Duration, Instant};
 
 use vigil_e2e::cluster::{chaos_run, wait_for_all, Deployment, Layout};
 
+/// One deployment at a time: two of them (six nats-servers, eighteen stage processes)
+/// on a 2-core machine would time each other out.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn requests_survive_killed_stages_and_nats_nodes() {
+    let _one = serial();
     let n: usize = std::env::var("VIGIL_CHAOS_REQUESTS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -38,6 +47,7 @@ fn requests_survive_killed_stages_and_nats_nodes() {
 
 #[test]
 fn a_layer_two_extract_replicas_get_at_once_is_extracted_once() {
+    let _one = serial();
     // Five images on one base layer; two extract replicas; all submitted at once.
     let images = vec![
         "debian-base",

@@ -33,7 +33,7 @@
 //! | image_keys | 1 (an image's key set) | 100,000 |
 //! | evaluation | 4 | at most 400,000, however many evaluations each image has |
 //! | notification | 4 | at most 4 per subscription key |
-//! | advisories | 4 | at most 4 per `namespace\|package`, for the feeds' hundreds of thousands of advisory rows |
+//! | advisories | 1 (every match reads a key's advisories whole: one read, not four) | one per `namespace\|package`; a package with thousands of advisories has a page of a few MB, chunked |
 //! | every other table | one slot per row | layer_index, layer_version: one per layer; analysis, vuln_report: one per image; scan_result: one per request; feed_state, policy_bundle, meta: a handful |
 //!
 //! The chunks stream adds one subject per chunked value (an analysis or layer index of
@@ -136,7 +136,7 @@ pub fn pages(table: Table) -> Option<u32> {
         Table::ImageKeys => Some(1),
         Table::Evaluation => Some(4),
         Table::Notification => Some(4),
-        Table::Advisories => Some(4),
+        Table::Advisories => Some(1),
         Table::LayerIndex
         | Table::LayerVersion
         | Table::Analysis
