@@ -9,10 +9,6 @@ use vigil_contracts::{
 use vigil_runtime::{now_millis, Outgoing, Stage, StageError};
 use vigil_store::{Store, Table};
 
-/// Meta partition indexing the (image, tag) pairs that have evaluations, so that a policy
-/// change can re-evaluate them (the typed store has no listing of evaluated images).
-pub const EVALUATED_INDEX: &str = "evaluated_images";
-
 use crate::bundle::{default_bundle, load_bundle, Bundle};
 use crate::engine::{bundle_error_evaluation, evaluate, EvalInput};
 
@@ -135,32 +131,13 @@ impl EvaluateStage {
             Chosen::Broken { id, error } => bundle_error_evaluation(id, digest, &tag, error, now),
         };
         self.store.put_evaluation(&evaluation).await?;
-        self.store
-            .backend()
-            .put(
-                Table::Meta,
-                EVALUATED_INDEX,
-                &format!("{digest}|{tag}"),
-                Vec::new(),
-            )
-            .await?;
+        self.store.index_evaluated(digest, &tag).await?;
         Ok(Some((evaluation, previous.map(|p| p.final_action))))
     }
 
     /// The (image digest, tag) pairs that have stored evaluations (through this stage).
     pub async fn evaluated_images(&self) -> Result<Vec<(String, String)>, StageError> {
-        let rows = self
-            .store
-            .backend()
-            .list(Table::Meta, EVALUATED_INDEX)
-            .await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|(k, _)| {
-                k.split_once('|')
-                    .map(|(d, t)| (d.to_string(), t.to_string()))
-            })
-            .collect())
+        Ok(self.store.evaluated_images().await?)
     }
 
     /// `vigil.policy.updated`: re-evaluate every evaluated image with the active bundle.

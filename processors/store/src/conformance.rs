@@ -30,6 +30,7 @@ use vigil_contracts::{
 };
 
 use crate::backend::{Backend, Table, Write};
+use crate::typed::{image_shard, package_partition, shard_partition, EVALUATED_INDEX, SHARDS};
 use crate::{Store, StoreError};
 
 /// Run the raw backend part and the typed part.
@@ -89,6 +90,13 @@ async fn backend_large_values(b: &dyn Backend, x: &str) {
         40_000,
         10,
         1_000_000,
+        // Around ScyllaDB's chunk threshold (1 MiB), and chunked values replaced by
+        // chunked ones of another size.
+        1_048_576,
+        1_048_577,
+        5_000_000,
+        3_000_000,
+        10,
     ];
     for (i, len) in sizes.iter().enumerate() {
         let v = value(*len, i as u8);
@@ -109,6 +117,29 @@ async fn backend_large_values(b: &dyn Backend, x: &str) {
     lookalike.extend_from_slice(&5u64.to_le_bytes());
     ok("put", b.put(t, &p, "lookalike", lookalike.clone()).await);
     assert_eq!(ok("get", b.get(t, &p, "lookalike").await), Some(lookalike));
+    // Nor are bytes that look like a ScyllaDB chunk pointer, or a JetStream slot.
+    let mut pointer_like = crate::scylla_backend::CHUNK_POINTER_MAGIC.to_vec();
+    pointer_like.extend_from_slice(&[b'0'; 32]);
+    pointer_like.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 1]);
+    for v in [
+        pointer_like,
+        b"c\x00\x01".to_vec(),
+        b"P".to_vec(),
+        b"d".to_vec(),
+    ] {
+        ok("put", b.put(t, &p, "pointer-like", v.clone()).await);
+        assert_eq!(
+            ok("get", b.get(t, &p, "pointer-like").await),
+            Some(v.clone())
+        );
+        assert_eq!(
+            ok("list", b.list(t, &p).await)
+                .into_iter()
+                .find(|(k, _)| k == "pointer-like")
+                .map(|(_, v)| v),
+            Some(v)
+        );
+    }
 
     // A partition mixing large and small rows lists each with its own value, in order.
     let q = format!("{x}large-list");
@@ -153,6 +184,69 @@ async fn backend_large_values(b: &dyn Backend, x: &str) {
         b.put_if_absent(t, &q, "once", value(10, 2)).await
     ));
     assert_eq!(ok("get", b.get(t, &q, "once").await), Some(big));
+    let huge = value(2_200_000, 3);
+    assert!(ok(
+        "put_if_absent",
+        b.put_if_absent(t, &q, "once-huge", huge.clone()).await
+    ));
+    assert!(!ok(
+        "put_if_absent",
+        b.put_if_absent(t, &q, "once-huge", value(2_000_000, 4))
+            .await
+    ));
+    assert_eq!(ok("get", b.get(t, &q, "once-huge").await), Some(huge));
+
+    // A batch mixing values over a megabyte with small rows and deletes; then the large
+    // ones replaced by small ones and deleted, in batches.
+    let r = format!("{x}large-batch");
+    let big1 = value(1_500_000, 5);
+    let big2 = value(4_000_000, 6);
+    ok("put", b.put(t, &r, "gone", value(1_200_000, 7)).await);
+    let put = |sort: &str, v: &Vec<u8>| Write::Put {
+        table: t,
+        partition: r.clone(),
+        sort: sort.to_string(),
+        value: v.clone(),
+    };
+    ok(
+        "write_batch",
+        b.write_batch(vec![
+            put("a", &big1),
+            put("b", &vec![1]),
+            put("c", &big2),
+            Write::Delete {
+                table: t,
+                partition: r.clone(),
+                sort: "gone".into(),
+            },
+        ])
+        .await,
+    );
+    assert_eq!(
+        ok("list", b.list(t, &r).await),
+        vec![
+            ("a".to_string(), big1.clone()),
+            ("b".to_string(), vec![1]),
+            ("c".to_string(), big2.clone()),
+        ]
+    );
+    ok(
+        "write_batch",
+        b.write_batch(vec![
+            put("a", &vec![2]),
+            Write::Delete {
+                table: t,
+                partition: r.clone(),
+                sort: "c".into(),
+            },
+        ])
+        .await,
+    );
+    assert_eq!(
+        ok("list", b.list(t, &r).await),
+        vec![("a".to_string(), vec![2]), ("b".to_string(), vec![1])]
+    );
+    assert_eq!(ok("get", b.get(t, &r, "c").await), None);
 }
 
 /// Many writers at once (the embedded backend commits them in groups): every write is
@@ -618,11 +712,15 @@ pub async fn run_typed(store: &Store) {
     typed_analysis(store, &x).await;
     typed_wrong_kind(store, &x).await;
     typed_reverse_index(store, &x).await;
+    typed_reverse_index_repair(store, &x).await;
+    typed_reverse_index_shards(store, &x).await;
     typed_advisories(store, &x).await;
     typed_feed_states(store, &x).await;
     typed_vuln_report(store, &x).await;
     typed_bundles(store, &x).await;
     typed_evaluations(store, &x).await;
+    typed_evaluation_history_bound(store, &x).await;
+    typed_evaluated_index(store, &x).await;
     typed_scan_result(store, &x).await;
     typed_notifications(store, &x).await;
 }
@@ -1465,4 +1563,266 @@ async fn typed_notifications(s: &Store, x: &str) {
         ok("list_notifications", s.list_notifications(&neighbour).await),
         vec![other]
     );
+}
+
+/// The reverse index repairs itself: a forward row whose reverse row was never written
+/// (an unlogged batch applied in part) gets it back from the next `index_image_keys` of
+/// the same keys; rows of the layout before sharding are found, and removed with their
+/// key.
+async fn typed_reverse_index_repair(s: &Store, x: &str) {
+    let b = s.backend();
+    let k = key(&format!("{x}debian:12"), "repair");
+    let other = key(&format!("{x}debian:12"), "repair-other");
+    let img = format!("sha256:{x}half-applied");
+
+    // Half applied: the forward row alone.
+    ok(
+        "put",
+        b.put(Table::ImageKeys, &img, &package_partition(&k), Vec::new())
+            .await,
+    );
+    assert!(ok("images_for_key", s.images_for_key(&k).await).is_empty());
+    ok(
+        "index",
+        s.index_image_keys(&img, std::slice::from_ref(&k)).await,
+    );
+    assert_eq!(
+        ok("images_for_key", s.images_for_key(&k).await),
+        vec![img.clone()],
+        "re-indexing the same keys writes a missing reverse row again"
+    );
+    // The other half: a reverse row lost while its forward row stays, among other keys.
+    ok(
+        "index",
+        s.index_image_keys(&img, &[k.clone(), other.clone()]).await,
+    );
+    let shard = image_shard(&img);
+    ok(
+        "delete",
+        b.delete(
+            Table::PackageImages,
+            &shard_partition(&package_partition(&other), shard),
+            &img,
+        )
+        .await,
+    );
+    assert!(ok("images_for_key", s.images_for_key(&other).await).is_empty());
+    ok(
+        "index",
+        s.index_image_keys(&img, &[other.clone(), k.clone()]).await,
+    );
+    assert_eq!(
+        ok("images_for_key", s.images_for_key(&other).await),
+        vec![img.clone()]
+    );
+    ok("index", s.index_image_keys(&img, &[]).await);
+    for k in [&k, &other] {
+        assert!(ok("images_for_key", s.images_for_key(k).await).is_empty());
+    }
+
+    // The layout before sharding: one partition `namespace|package`.
+    let old_img = format!("sha256:{x}old-layout");
+    let part = package_partition(&k);
+    ok(
+        "put",
+        b.put(Table::ImageKeys, &old_img, &part, Vec::new()).await,
+    );
+    ok(
+        "put",
+        b.put(Table::PackageImages, &part, &old_img, Vec::new())
+            .await,
+    );
+    assert_eq!(
+        ok("images_for_key", s.images_for_key(&k).await),
+        vec![old_img.clone()],
+        "a reverse row of the old layout is still found"
+    );
+    ok(
+        "index",
+        s.index_image_keys(&old_img, std::slice::from_ref(&k)).await,
+    );
+    let sharded = shard_partition(&part, image_shard(&old_img));
+    assert_eq!(
+        ok("list", b.list(Table::PackageImages, &sharded).await),
+        vec![(old_img.clone(), Vec::new())],
+        "re-indexing writes the row of the sharded layout"
+    );
+    assert_eq!(
+        ok("images_for_key", s.images_for_key(&k).await),
+        vec![old_img.clone()],
+        "an image in both layouts is listed once"
+    );
+    ok("index", s.index_image_keys(&old_img, &[]).await);
+    assert!(ok("images_for_key", s.images_for_key(&k).await).is_empty());
+    assert!(
+        ok("list", b.list(Table::PackageImages, &part).await).is_empty(),
+        "dropping the key removes the old layout's row too"
+    );
+}
+
+/// A key in many images: one row per image, each in its image's shard, none in the
+/// unsharded partition; every image listed once, sorted.
+async fn typed_reverse_index_shards(s: &Store, x: &str) {
+    let b = s.backend();
+    let k = key(&format!("{x}debian:12"), "libc6");
+    let part = package_partition(&k);
+    let images: Vec<String> = (0..48).map(|i| format!("sha256:{x}{i:03}")).collect();
+    for img in images.iter().rev() {
+        ok(
+            "index",
+            s.index_image_keys(img, std::slice::from_ref(&k)).await,
+        );
+    }
+    assert_eq!(
+        ok("images_for_key", s.images_for_key(&k).await),
+        images,
+        "every image of a sharded key, sorted"
+    );
+    assert!(ok("list", b.list(Table::PackageImages, &part).await).is_empty());
+    let mut used = 0;
+    for shard in 0..SHARDS {
+        let rows = ok(
+            "list",
+            b.list(Table::PackageImages, &shard_partition(&part, shard))
+                .await,
+        );
+        used += usize::from(!rows.is_empty());
+        for (img, _) in rows {
+            assert_eq!(image_shard(&img), shard, "{img} is in its own shard");
+        }
+    }
+    assert!(used > 1, "48 images spread over several shards");
+    for img in &images[..40] {
+        ok("index", s.index_image_keys(img, &[]).await);
+    }
+    assert_eq!(
+        ok("images_for_key", s.images_for_key(&k).await),
+        images[40..].to_vec()
+    );
+    for img in &images[40..] {
+        ok("index", s.index_image_keys(img, &[]).await);
+    }
+    assert!(ok("images_for_key", s.images_for_key(&k).await).is_empty());
+}
+
+/// History is bounded per (image, tag): the newest evaluations are kept, whatever the
+/// order they were written in; other tags and images keep their own.
+async fn typed_evaluation_history_bound(s: &Store, x: &str) {
+    let s = s.clone().with_evaluation_history_limit(3);
+    let d = format!("sha256:{x}bounded");
+    let t = "registry.example/app:1";
+    let t2 = "registry.example/app:10";
+    for at in [5, 1, 2, 3, 4] {
+        ok(
+            "put_evaluation",
+            s.put_evaluation(&sample_evaluation(&d, t, at, Action::Go))
+                .await,
+        );
+    }
+    for at in [7, 6] {
+        ok(
+            "put_evaluation",
+            s.put_evaluation(&sample_evaluation(&d, t2, at, Action::Warn))
+                .await,
+        );
+    }
+    let times = |h: Vec<Evaluation>| h.into_iter().map(|e| e.evaluated_at).collect::<Vec<_>>();
+    assert_eq!(
+        times(ok("history", s.evaluation_history(&d, t).await)),
+        vec![3, 4, 5],
+        "the newest evaluations of the tag are kept, oldest first"
+    );
+    assert_eq!(
+        times(ok("history", s.evaluation_history(&d, t2).await)),
+        vec![6, 7],
+        "another tag keeps its own"
+    );
+    // An evaluation older than those kept is not kept.
+    ok(
+        "put_evaluation",
+        s.put_evaluation(&sample_evaluation(&d, t, 0, Action::Stop))
+            .await,
+    );
+    assert_eq!(
+        times(ok("history", s.evaluation_history(&d, t).await)),
+        vec![3, 4, 5]
+    );
+    assert_eq!(
+        ok("latest", s.latest_evaluation(&d, t).await).map(|e| e.evaluated_at),
+        Some(5)
+    );
+}
+
+/// The index of evaluated images: every (image, tag) recorded, once each, by digest
+/// then tag, from every shard and from the unsharded partition of older versions.
+async fn typed_evaluated_index(s: &Store, x: &str) {
+    let b = s.backend();
+    let mine = |all: Vec<(String, String)>| -> Vec<(String, String)> {
+        all.into_iter()
+            .filter(|(d, _)| d.starts_with(&format!("sha256:{x}")))
+            .collect()
+    };
+    assert!(mine(ok("evaluated_images", s.evaluated_images().await)).is_empty());
+    let pairs: Vec<(String, String)> = (0..20)
+        .flat_map(|i| {
+            let d = format!("sha256:{x}ev{i:02}");
+            [
+                (d.clone(), "registry.example/app:1".to_string()),
+                (d, "registry.example/app:2".to_string()),
+            ]
+        })
+        .collect();
+    for (d, t) in pairs.iter().rev() {
+        ok("index_evaluated", s.index_evaluated(d, t).await);
+    }
+    // Again: no duplicates.
+    ok(
+        "index_evaluated",
+        s.index_evaluated(&pairs[0].0, &pairs[0].1).await,
+    );
+    // Rows of the unsharded index of an older version: one new, one also indexed now.
+    let legacy = (
+        format!("sha256:{x}legacy"),
+        "registry.example/old:1".to_string(),
+    );
+    for (d, t) in [&legacy, &pairs[3]] {
+        ok(
+            "put",
+            b.put(
+                Table::Meta,
+                EVALUATED_INDEX,
+                &format!("{d}|{t}"),
+                Vec::new(),
+            )
+            .await,
+        );
+    }
+    let mut want = pairs.clone();
+    want.push(legacy.clone());
+    want.sort();
+    assert_eq!(
+        mine(ok("evaluated_images", s.evaluated_images().await)),
+        want,
+        "every evaluated (image, tag), once, sorted"
+    );
+    // Clean up (the index partitions are global).
+    for (d, t) in [&legacy, &pairs[3]] {
+        ok(
+            "delete",
+            b.delete(Table::Meta, EVALUATED_INDEX, &format!("{d}|{t}"))
+                .await,
+        );
+    }
+    for (d, t) in &pairs {
+        ok(
+            "delete",
+            b.delete(
+                Table::Meta,
+                &shard_partition(EVALUATED_INDEX, image_shard(d)),
+                &format!("{d}|{t}"),
+            )
+            .await,
+        );
+    }
+    assert!(mine(ok("evaluated_images", s.evaluated_images().await)).is_empty());
 }

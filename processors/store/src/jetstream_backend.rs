@@ -29,7 +29,7 @@
 //!
 //! | table | pages per partition | slots for 100,000 images |
 //! |---|---|---|
-//! | package_images | 16 | at most 16 per `namespace\|package`: with, say, 50,000 distinct ones, at most 800,000 (rare packages fill fewer pages) |
+//! | package_images | 1 (the typed store already shards a package's reverse index into 16 partitions by image, `ns|pkg#NN`) | at most 16 per `namespace\|package`: with, say, 50,000 distinct ones, at most 800,000 (rare packages fill fewer shards) |
 //! | image_keys | 1 (an image's key set) | 100,000 |
 //! | evaluation | 4 | at most 400,000, however many evaluations each image has |
 //! | notification | 4 | at most 4 per subscription key |
@@ -132,7 +132,7 @@ use crate::StoreError;
 /// Pages per partition of a paged table; `None`: one slot per row.
 pub fn pages(table: Table) -> Option<u32> {
     match table {
-        Table::PackageImages => Some(16),
+        Table::PackageImages => Some(1),
         Table::ImageKeys => Some(1),
         Table::Evaluation => Some(4),
         Table::Notification => Some(4),

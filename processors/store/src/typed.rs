@@ -23,6 +23,8 @@ pub struct Store {
     recent_analysis: Option<Arc<Mutex<Option<Arc<Analysis>>>>>,
     /// The embedded store's decoded layer indexes waiting for the analyze stage's read.
     fresh_layers: Option<Arc<Mutex<FreshLayers>>>,
+    /// Most evaluations kept per (image, tag): see [`Store::put_evaluation`].
+    evaluation_history_limit: usize,
 }
 
 /// Layer indexes the analyze stage is about to read, decoded ahead of it: those extract
@@ -74,10 +76,46 @@ fn dec<T: Record>(table: Table, key: &str, bytes: &[u8]) -> Result<T, StoreError
     })
 }
 
-/// Partition key of a (namespace, package) pair.
+/// Partition key of a (namespace, package) pair: the sort key of its forward row
+/// (`image_keys`), and the reverse index's partition in the layout before sharding.
 pub fn package_partition(k: &PackageKey) -> String {
     format!("{}|{}", k.namespace, k.package)
 }
+
+/// Shards of every partition that would otherwise grow without bound with the number of
+/// images: the reverse index of one package (`package_images`, e.g. `debian:12|libc6`, in
+/// nearly every image) and the list of evaluated images. Part of the stored format:
+/// changing it needs the shards rewritten.
+pub const SHARDS: u32 = 16;
+
+/// FNV-1a 64: a stable hash (stored layout), the same on every platform and version.
+fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// The shard of an image digest, in `0..SHARDS`.
+pub fn image_shard(image_digest: &str) -> u32 {
+    (fnv1a64(image_digest.as_bytes()) % u64::from(SHARDS)) as u32
+}
+
+/// The name of one shard of a partition: `<partition>#NN` (two digits). The suffix has a
+/// fixed length, so distinct (partition, shard) pairs never share a name.
+pub fn shard_partition(partition: &str, shard: u32) -> String {
+    format!("{partition}#{shard:02}")
+}
+
+/// Meta partition (sharded: `evaluated_images#NN`) indexing the (image, tag) pairs that
+/// have evaluations, sort key `digest|tag`. Before sharding it was this one partition,
+/// which [`Store::evaluated_images`] still reads.
+pub const EVALUATED_INDEX: &str = "evaluated_images";
+
+/// Default of [`Store::with_evaluation_history_limit`].
+pub const EVALUATION_HISTORY_LIMIT: usize = 1_000;
 
 /// Records at least this large are decoded on the blocking pool.
 const LARGE_RECORD: usize = 256 * 1024;
@@ -93,7 +131,15 @@ impl Store {
             backend,
             recent_analysis: None,
             fresh_layers: None,
+            evaluation_history_limit: EVALUATION_HISTORY_LIMIT,
         }
+    }
+
+    /// This store, keeping at most `limit` (at least 1) evaluations per (image, tag)
+    /// instead of [`EVALUATION_HISTORY_LIMIT`].
+    pub fn with_evaluation_history_limit(mut self, limit: usize) -> Self {
+        self.evaluation_history_limit = limit.max(1);
+        self
     }
 
     /// Open (or create) the embedded single-file store. The file is this process's
@@ -352,6 +398,25 @@ impl Store {
     }
 
     // ---- reverse index: (namespace, package) -> images ---------------------------------
+    //
+    // Forward rows: `image_keys`, partition = image digest, sort = `namespace|package`.
+    // Reverse rows: `package_images`, partition = `namespace|package#NN` (NN = the image's
+    // shard, [`image_shard`]), sort = image digest. A common package (libc6) is then
+    // [`SHARDS`] partitions of a sixteenth of its images each, not one that grows with
+    // every image scanned.
+    //
+    // Repairable: a batch is not atomic on every backend (ScyllaDB's unlogged batches,
+    // JetStream batches over 1,000 slots), so a call may stop half applied. The reverse
+    // side is written first and the forward side only once it is applied, and every call
+    // puts the reverse rows of *every* current key again (puts are idempotent; the
+    // JetStream backend publishes nothing for a page that does not change). So a forward
+    // row always has its reverse row, and a reverse row lost anyway (a half-applied batch
+    // of an older vigil, which wrote both sides in one batch and diffed against the
+    // forward rows) is written again by the next match of the image.
+    //
+    // Rows of the layout before sharding (partition `namespace|package`) are still read
+    // by `images_for_key` and deleted with their key; no new ones are written. Re-matching
+    // an image writes its sharded rows, which rebuilds the index; no migration is needed.
 
     /// Record the package keys an image was matched under, replacing the previous set.
     pub async fn index_image_keys(
@@ -359,53 +424,85 @@ impl Store {
         image_digest: &str,
         keys: &[PackageKey],
     ) -> Result<(), StoreError> {
-        let old = self.backend.list(Table::ImageKeys, image_digest).await?;
-        let new: std::collections::BTreeSet<String> = keys.iter().map(package_partition).collect();
-        let mut writes = Vec::new();
-        for (k, _) in &old {
-            if !new.contains(k) {
-                writes.push(Write::Delete {
-                    table: Table::ImageKeys,
-                    partition: image_digest.to_string(),
-                    sort: k.clone(),
-                });
-                writes.push(Write::Delete {
-                    table: Table::PackageImages,
-                    partition: k.clone(),
-                    sort: image_digest.to_string(),
-                });
-            }
-        }
-        let old: std::collections::BTreeSet<String> = old.into_iter().map(|(k, _)| k).collect();
-        for k in new.difference(&old) {
-            writes.push(Write::Put {
-                table: Table::ImageKeys,
-                partition: image_digest.to_string(),
-                sort: k.clone(),
-                value: Vec::new(),
-            });
-            writes.push(Write::Put {
-                table: Table::PackageImages,
-                partition: k.clone(),
-                sort: image_digest.to_string(),
-                value: Vec::new(),
-            });
-        }
-        if writes.is_empty() {
-            return Ok(());
-        }
-        self.backend.write_batch(writes).await
-    }
-
-    /// Images holding a package key, from the reverse index.
-    pub async fn images_for_key(&self, key: &PackageKey) -> Result<Vec<String>, StoreError> {
-        Ok(self
+        use std::collections::BTreeSet;
+        let old: BTreeSet<String> = self
             .backend
-            .list(Table::PackageImages, &package_partition(key))
+            .list(Table::ImageKeys, image_digest)
             .await?
             .into_iter()
             .map(|(k, _)| k)
-            .collect())
+            .collect();
+        let new: BTreeSet<String> = keys.iter().map(package_partition).collect();
+        let shard = image_shard(image_digest);
+        let digest = image_digest.to_string();
+
+        // 1. The reverse side: every current key's row, and no row for a dropped key.
+        let mut reverse = Vec::new();
+        for k in &new {
+            reverse.push(Write::Put {
+                table: Table::PackageImages,
+                partition: shard_partition(k, shard),
+                sort: digest.clone(),
+                value: Vec::new(),
+            });
+        }
+        for k in old.difference(&new) {
+            for partition in [shard_partition(k, shard), k.clone()] {
+                reverse.push(Write::Delete {
+                    table: Table::PackageImages,
+                    partition,
+                    sort: digest.clone(),
+                });
+            }
+        }
+        if !reverse.is_empty() {
+            self.backend.write_batch(reverse).await?;
+        }
+
+        // 2. The forward side, once the reverse side is applied.
+        let mut forward = Vec::new();
+        for k in new.difference(&old) {
+            forward.push(Write::Put {
+                table: Table::ImageKeys,
+                partition: digest.clone(),
+                sort: k.clone(),
+                value: Vec::new(),
+            });
+        }
+        for k in old.difference(&new) {
+            forward.push(Write::Delete {
+                table: Table::ImageKeys,
+                partition: digest.clone(),
+                sort: k.clone(),
+            });
+        }
+        if forward.is_empty() {
+            return Ok(());
+        }
+        self.backend.write_batch(forward).await
+    }
+
+    /// Images holding a package key, from the reverse index: every shard (read side by
+    /// side) and the partition of the layout before sharding; sorted, each once.
+    pub async fn images_for_key(&self, key: &PackageKey) -> Result<Vec<String>, StoreError> {
+        let part = package_partition(key);
+        let mut partitions: Vec<String> = (0..SHARDS).map(|i| shard_partition(&part, i)).collect();
+        partitions.push(part);
+        self.sort_keys_of(Table::PackageImages, &partitions).await
+    }
+
+    /// The sort keys of several partitions of a table, read side by side; sorted, each once.
+    async fn sort_keys_of(
+        &self,
+        table: Table,
+        partitions: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        let lists =
+            futures::future::try_join_all(partitions.iter().map(|p| self.backend.list(table, p)))
+                .await?;
+        let all: std::collections::BTreeSet<String> =
+            lists.into_iter().flatten().map(|(k, _)| k).collect();
+        Ok(all.into_iter().collect())
     }
 
     // ---- advisories ------------------------------------------------------------------
@@ -549,13 +646,77 @@ impl Store {
     }
 
     // ---- evaluations -----------------------------------------------------------------
+    //
+    // History is partitioned per image (sort key `tag|evaluated_at`), which bounds it by
+    // the image, but not one image's history: re-evaluated on every feed and policy update,
+    // an image would gather evaluations for ever. So each write keeps only the latest
+    // `evaluation_history_limit` evaluations (default [`EVALUATION_HISTORY_LIMIT`]) of its
+    // (image, tag), deleting older ones. (Partitioning by (image, month) would bound the
+    // partitions but not the history, and needs a listing of months to read it back.) The
+    // evaluate stage reads the history it compares with anyway; the write lists the
+    // partition once more to find the rows over the limit.
 
+    /// Store an evaluation, then delete the oldest of its (image, tag) beyond the limit.
     pub async fn put_evaluation(&self, e: &Evaluation) -> Result<(), StoreError> {
         let v = enc(Table::Evaluation, e)?;
         let sort = format!("{}|{:020}", e.tag, e.evaluated_at.max(0));
         self.backend
             .put(Table::Evaluation, &e.image_digest, &sort, v)
+            .await?;
+        let rows = self
+            .backend
+            .list(Table::Evaluation, &e.image_digest)
+            .await?;
+        // Sorted by key: one tag's rows by time, oldest first.
+        let of_tag: Vec<String> = rows
+            .into_iter()
+            .map(|(k, _)| k)
+            .filter(|k| k.rsplit_once('|').is_some_and(|(t, _)| t == e.tag))
+            .collect();
+        let over = of_tag.len().saturating_sub(self.evaluation_history_limit);
+        if over == 0 {
+            return Ok(());
+        }
+        let writes = of_tag[..over]
+            .iter()
+            .map(|k| Write::Delete {
+                table: Table::Evaluation,
+                partition: e.image_digest.clone(),
+                sort: k.clone(),
+            })
+            .collect();
+        self.backend.write_batch(writes).await
+    }
+
+    /// Record that (image, tag) has evaluations, for [`Store::evaluated_images`]. One row
+    /// in the image's shard of the evaluated-images index.
+    pub async fn index_evaluated(&self, image_digest: &str, tag: &str) -> Result<(), StoreError> {
+        self.backend
+            .put(
+                Table::Meta,
+                &shard_partition(EVALUATED_INDEX, image_shard(image_digest)),
+                &format!("{image_digest}|{tag}"),
+                Vec::new(),
+            )
             .await
+    }
+
+    /// Every (image digest, tag) recorded by [`Store::index_evaluated`] (and by the
+    /// unsharded index of older versions), ordered by digest then tag, each once.
+    pub async fn evaluated_images(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut partitions: Vec<String> = (0..SHARDS)
+            .map(|i| shard_partition(EVALUATED_INDEX, i))
+            .collect();
+        partitions.push(EVALUATED_INDEX.to_string());
+        Ok(self
+            .sort_keys_of(Table::Meta, &partitions)
+            .await?
+            .into_iter()
+            .filter_map(|k| {
+                k.split_once('|')
+                    .map(|(d, t)| (d.to_string(), t.to_string()))
+            })
+            .collect())
     }
 
     /// Evaluation history of an image for one tag, oldest first.
@@ -622,6 +783,25 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The shard function is part of the stored layout: pinned.
+    #[test]
+    fn shards_are_stable_and_spread() {
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(shard_partition("debian:12|libc6", 3), "debian:12|libc6#03");
+        assert_eq!(shard_partition("x", 15), "x#15");
+        let mut seen = [0u32; SHARDS as usize];
+        for i in 0..1_600 {
+            let s = image_shard(&format!("sha256:{i:064x}"));
+            assert!(s < SHARDS);
+            seen[s as usize] += 1;
+        }
+        assert!(
+            seen.iter().all(|n| (50..=150).contains(n)),
+            "digests spread over every shard: {seen:?}"
+        );
+    }
 
     /// Wait (bounded) until no prefetch of the store is running.
     async fn prefetches_done(store: &Store) {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use vigil_contracts::codec::{self, CodecError};
 use vigil_store::conformance;
-use vigil_store::scylla_backend::ScyllaBackend;
+use vigil_store::scylla_backend::{Consistency, ScyllaBackend, ScyllaOptions, SerialConsistency};
 use vigil_store::{Store, StoreError, Table};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -169,15 +169,19 @@ async fn prefetched_layer_indexes_read_as_stored() {
     store.flush().await.unwrap();
 }
 
+/// The line printed when the ScyllaDB run is skipped.
+const SCYLLA_SKIPPED: &str =
+    "SKIPPED: ScyllaDB conformance suite — VIGIL_SCYLLA_NODES is not set; \
+                              see infra/scylla/README.md";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scylla_backend_conforms() {
     let nodes = match std::env::var("VIGIL_SCYLLA_NODES") {
         Ok(v) if !v.trim().is_empty() => v,
         _ => {
-            println!(
-                "ScyllaDB conformance run skipped: VIGIL_SCYLLA_NODES is not set \
-                 (see infra/scylla/README.md)"
-            );
+            // On stderr, which the test harness shows even for a passing test run with
+            // `--nocapture`, and which a CI log keeps: this test passed without testing.
+            eprintln!("{SCYLLA_SKIPPED}");
             return;
         }
     };
@@ -201,13 +205,33 @@ async fn scylla_backend_conforms() {
         .expect("second connect");
     let store = Store::new(Arc::new(backend));
     conformance::run_all(&store).await;
-    println!("ScyllaDB conformance run passed on {nodes:?}, keyspace {keyspace}");
+    eprintln!("ScyllaDB conformance run passed on {nodes:?}, keyspace {keyspace}");
     // Data written through one session is visible through another.
     let d = "sha256:cross-session";
     let a = conformance::sample_analysis(d);
     store.put_analysis(&a).await.unwrap();
     let other = Store::new(Arc::new(backend2));
     assert_eq!(other.get_analysis(d).await.unwrap(), Some(a));
+
+    // Small limits: many batch parts, values chunked at a few KiB, statements not
+    // marked idempotent, explicit consistency levels.
+    let small = ScyllaOptions {
+        replication_factor: rf,
+        read_consistency: Consistency::Quorum,
+        write_consistency: Consistency::Quorum,
+        serial_consistency: SerialConsistency::Serial,
+        idempotent: false,
+        request_timeout: Some(std::time::Duration::from_secs(20)),
+        batch_max_bytes: 4 * 1024,
+        batch_max_statements: 50,
+        chunk_threshold: 8 * 1024,
+        chunk_size: 4 * 1024,
+    };
+    let backend = ScyllaBackend::connect_with(&nodes, &keyspace, small)
+        .await
+        .expect("connect with small limits");
+    conformance::run_all(&Store::new(Arc::new(backend))).await;
+    eprintln!("ScyllaDB conformance run with small batch and chunk limits passed");
 }
 
 #[tokio::test]
@@ -358,18 +382,20 @@ fn schema_cql_matches_the_backend() {
     let path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra/scylla/schema.cql");
     let cql = std::fs::read_to_string(&path).unwrap();
-    for t in Table::ALL {
-        let stmt = format!(
-            "{};",
-            vigil_store::scylla_backend::create_table_cql("vigil", t)
-        );
+    let mut stmts: Vec<String> = Table::ALL
+        .iter()
+        .map(|t| vigil_store::scylla_backend::create_table_cql("vigil", *t))
+        .collect();
+    stmts.push(vigil_store::scylla_backend::create_chunk_table_cql("vigil"));
+    for stmt in &stmts {
+        let stmt = format!("{stmt};");
         assert!(cql.contains(&stmt), "schema.cql lacks: {stmt}");
     }
     let creates = cql
         .lines()
         .filter(|l| l.starts_with("CREATE TABLE"))
         .count();
-    assert_eq!(creates, Table::ALL.len(), "schema.cql has extra tables");
+    assert_eq!(creates, stmts.len(), "schema.cql has extra tables");
     assert!(cql.contains(
         "CREATE KEYSPACE IF NOT EXISTS vigil\n  WITH replication = {'class': 'SimpleStrategy', 'replication_factor': 1};"
     ));
