@@ -461,7 +461,19 @@ pub fn chaos_run(d: &mut Deployment, ids: &[String], images: &[&str], settle: Du
         d.kill_and_restart(i);
         std::thread::sleep(Duration::from_millis(1500));
     }
-    let leader = d.work_leader().expect("the work stream has a leader");
+    let leader = {
+        let start = Instant::now();
+        loop {
+            if let Some(l) = d.work_leader() {
+                break l;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "the work stream has no leader"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    };
     d.nats.kill(leader);
     d.submit(rest, images);
     std::thread::sleep(Duration::from_secs(5));
