@@ -423,22 +423,9 @@ fn tail(s: &str, n: usize) -> String {
 }
 
 async fn resolve(js: &async_nats::jetstream::Context, s: &Subjects, payload: &[u8]) -> Vec<u8> {
-    // A payload reference names an object in `<PREFIX>_payloads`.
-    match codec::decode::<vigil_contracts::PayloadRef>(payload) {
-        Ok(r) => {
-            let store = js
-                .get_object_store(streams::payload_bucket_name(s))
-                .await
-                .expect("payload bucket");
-            let mut obj = store.get(&r.object).await.expect("payload object");
-            let mut out = Vec::new();
-            tokio::io::AsyncReadExt::read_to_end(&mut obj, &mut out)
-                .await
-                .expect("read payload");
-            out
-        }
-        Err(_) => payload.to_vec(),
-    }
+    vigil_runtime::jetstream::resolve_payload(js, s, payload)
+        .await
+        .expect("a payload reference that resolves")
 }
 
 /// The chaos run of the cluster test and of `vigil-loadtest chaos`: half the requests,

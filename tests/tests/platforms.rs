@@ -75,7 +75,11 @@ fn results_over_nats(url: &str, ids: &[String]) -> Vec<ScanResult> {
                 .unwrap_or_else(|_| panic!("no result for {id} on the results stream"))
                 .unwrap()
                 .unwrap();
-            out.push(codec::decode::<ScanResult>(&msg.payload).unwrap());
+            // A result too large for one message arrives as a reference.
+            let bytes = vigil_runtime::jetstream::resolve_payload(&js, &subjects, &msg.payload)
+                .await
+                .unwrap();
+            out.push(codec::decode::<ScanResult>(&bytes).unwrap());
         }
         out
     })
