@@ -3,6 +3,13 @@
 //! testbed images, and every stage in its own `vigil run` process (any number of
 //! replicas each) on the JetStream store backend, all R3.
 //!
+//! As root ([`vigil_testkit::isolation_available`]) every nats node runs in its own
+//! network namespace behind a bridge, like a host of its own
+//! ([`NatsCluster::start_isolated`]), so that the chaos run can cut one off the network;
+//! otherwise all run on loopback ([`NatsCluster::start`]). The registry and the stage
+//! processes run in the host namespace and reach the nodes through the cluster's URLs
+//! (the bridge addresses in isolated mode).
+//!
 //! [`Deployment::submit`] publishes scan requests straight onto the work subject;
 //! [`Deployment::results`] reads every result on the results stream, so that lost and
 //! duplicated results can be counted; [`Deployment::work_left`] is what is still in the
@@ -166,7 +173,20 @@ impl Default for Layout {
 
 impl Deployment {
     pub fn start(layout: Layout) -> Deployment {
-        let nats = NatsCluster::start(3);
+        let nats = if vigil_testkit::isolation_available() {
+            NatsCluster::start_isolated(3)
+        } else {
+            NatsCluster::start(3)
+        };
+        eprintln!(
+            "nats cluster {} ({})",
+            nats.urls(),
+            if nats.is_isolated() {
+                "a network namespace per node"
+            } else {
+                "loopback"
+            }
+        );
         let registry = Registry::start(RegistryOpts::default());
         if !layout.images.is_empty() {
             registry.push_testbed(&layout.images);
@@ -431,8 +451,14 @@ async fn resolve(js: &async_nats::jetstream::Context, s: &Subjects, payload: &[u
 /// The chaos run of the cluster test and of `vigil-loadtest chaos`: half the requests,
 /// six stage processes killed (SIGKILL) and restarted, the work stream's leader node
 /// killed while the other half is submitted and started again, four more processes
-/// killed, another node frozen for 30 s (cut off), a third restarted; then wait (at
-/// most `settle`) until every request has a result and the work stream is empty.
+/// killed, another node's host cut off for 30 s, a third restarted; then wait (at most
+/// `settle`) until every request has a result and the work stream is empty.
+///
+/// The cut-off is real when the cluster is isolated ([`NatsCluster::cut_off`]: the
+/// node's link goes down, its process runs on unreachable; then
+/// [`NatsCluster::reconnect`] and a wait, at most 120 s, until it routes to the other
+/// nodes and knows the meta leader again); on loopback the node is frozen instead (SIGSTOP, [`NatsCluster::pause`], then
+/// SIGCONT). Which one was used is printed.
 pub fn chaos_run(d: &mut Deployment, ids: &[String], images: &[&str], settle: Duration) -> Tally {
     let (first, rest) = ids.split_at(ids.len() / 2);
     d.submit(first, images);
@@ -471,9 +497,48 @@ pub fn chaos_run(d: &mut Deployment, ids: &[String], images: &[&str], settle: Du
         std::thread::sleep(Duration::from_millis(1500));
     }
     let cut = (leader + 1) % d.nats.len();
-    d.nats.pause(cut);
-    std::thread::sleep(Duration::from_secs(30));
-    d.nats.resume(cut);
+    let name = d.nats.server_name(cut);
+    if d.nats.is_isolated() {
+        eprintln!(
+            "chaos: cut host {name} off (network namespace, link {} down) for 30 s",
+            d.nats.host_link(cut).unwrap_or("?")
+        );
+        d.nats.cut_off(cut);
+        std::thread::sleep(Duration::from_secs(30));
+        d.nats.reconnect(cut);
+        // Back when it routes to both other nodes again and knows the meta leader.
+        let others: Vec<String> = (0..d.nats.len())
+            .filter(|j| *j != cut)
+            .map(|j| d.nats.server_name(j))
+            .collect();
+        let t0 = Instant::now();
+        let rejoined = loop {
+            let routed = d
+                .nats
+                .routes_to(cut)
+                .is_some_and(|r| others.iter().all(|o| r.contains(o)));
+            if routed && d.nats.meta_leader(cut).is_some() {
+                break true;
+            }
+            if t0.elapsed() > Duration::from_secs(120) {
+                break false;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        };
+        if rejoined {
+            eprintln!(
+                "chaos: {name} reconnected, routed and knows the meta leader after {:.1} s",
+                t0.elapsed().as_secs_f64()
+            );
+        } else {
+            eprintln!("chaos: {name} reconnected, not rejoined after 120 s");
+        }
+    } else {
+        eprintln!("chaos: froze {name} (SIGSTOP, no network namespaces) for 30 s");
+        d.nats.pause(cut);
+        std::thread::sleep(Duration::from_secs(30));
+        d.nats.resume(cut);
+    }
     d.nats.restart((leader + 2) % d.nats.len());
     wait_for_all(d, ids, settle)
 }

@@ -3,9 +3,11 @@
 //! `vigil run` process (two replicas of extract and match) on the JetStream store.
 //!
 //! * Under a load of mixed images, stage processes are killed (SIGKILL) and restarted
-//!   again and again, the work stream's leader node is killed and restarted, and a node
-//!   is frozen for 30 s (cut off: its sockets stay open and it answers nothing); every
-//!   request still ends in exactly one result, none failed, and the work stream drains.
+//!   again and again, the work stream's leader node is killed and restarted, and a
+//!   node's host is cut off for 30 s (as root every node has its own network namespace
+//!   and the cut-off takes its link down; without root the node is frozen with SIGSTOP
+//!   instead: its sockets stay open and it answers nothing); every request still ends in
+//!   exactly one result, none failed, and the work stream drains.
 //! * Two extract replicas that get the same shared layer at the same moment extract it
 //!   once.
 //!

