@@ -591,6 +591,19 @@ pub struct AnalyzedImage {
 }
 record!(AnalyzedImage, "analyzed_image");
 
+/// `<prefix>.stage.match`: images to re-match after a feed update, several per message.
+/// A feed delta that hits a thousand images fans out a few dozen of these, not a thousand
+/// single messages: the images of one message share their advisory reads (images built
+/// on one base hold the same packages) and its JetStream round trips.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RematchImages {
+    /// `<feed>:<sync id>` of the feed update.
+    pub cause: String,
+    /// Image digests, sorted, each once.
+    pub images: Vec<String>,
+}
+record!(RematchImages, "rematch_images");
+
 /// Severity, ordered from least to most severe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]

@@ -203,6 +203,10 @@ fn every_record_roundtrips() {
         image_digest: "sha256:aa".into(),
         cause: None,
     });
+    roundtrip(RematchImages {
+        cause: "debian:sync-1".into(),
+        images: vec!["sha256:aa".into(), "sha256:bb".into()],
+    });
     roundtrip(VulnReport {
         image_digest: "sha256:aa".into(),
         findings: vec![finding()],

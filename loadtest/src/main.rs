@@ -13,7 +13,7 @@
 //!
 //! `cargo run --release -p vigil-loadtest -- chaos [--requests 200]`: the same deployment
 //! with the testbed images; stage processes killed and restarted, the work stream's
-//! leader node killed, a node frozen for 30 s; prints requests, lost, duplicated,
+//! leader node killed, a node cut off for 30 s; prints requests, lost, duplicated,
 //! failed, restarts.
 //!
 //! Re-match on new data: store N image analyses (Debian 12 images of P packages each; M
@@ -132,7 +132,7 @@ fn chaos(requests: usize) -> Result<()> {
     let t = Instant::now();
     let tally = chaos_run(&mut d, &ids, &images, Duration::from_secs(900));
     println!(
-        "chaos: {tally} ({:.0} s; 3 nats nodes: one killed and restarted, one frozen 30 s, one restarted)",
+        "chaos: {tally} ({:.0} s; 3 nats nodes: one killed and restarted, one cut off (or, without root, frozen) 30 s, one restarted)",
         t.elapsed().as_secs_f64()
     );
     if tally.lost + tally.duplicated + tally.failed > 0 || tally.work_left > 0 {

@@ -1,10 +1,13 @@
 //! The evaluate stage: choose the bundle, evaluate, store history, hand on to notify.
 
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use async_trait::async_trait;
 use vigil_contracts::codec;
 use vigil_contracts::{
-    Action, EvaluatedImage, Evaluation, FailureKind, MatchedImage, PolicyUpdated, RequestContext,
-    StageName, Subject,
+    Action, EvaluatedImage, Evaluation, FailureKind, FeedState, MatchedImage, PolicyUpdated,
+    RequestContext, StageName, Subject,
 };
 use vigil_runtime::{now_millis, Outgoing, Stage, StageError};
 use vigil_store::{Store, Table};
@@ -22,14 +25,39 @@ enum Chosen {
     },
 }
 
+/// How long the feed states read for one evaluation serve the next ones. They feed the
+/// gates on feed age (days) and the evaluation's record of feed syncs; a thousand images
+/// re-evaluated after one feed update need not read them a thousand times.
+const FEED_STATES_TTL: Duration = Duration::from_secs(2);
+
 /// Evaluates matched images against the chosen policy bundle.
 pub struct EvaluateStage {
     store: Store,
+    feed_states: Mutex<Option<(Instant, Arc<Vec<FeedState>>)>>,
 }
 
 impl EvaluateStage {
     pub fn new(store: Store) -> Self {
-        EvaluateStage { store }
+        EvaluateStage {
+            store,
+            feed_states: Mutex::new(None),
+        }
+    }
+
+    /// The stored feed states, read at most every [`FEED_STATES_TTL`].
+    async fn feed_states(&self) -> Result<Arc<Vec<FeedState>>, StageError> {
+        {
+            let cached = self.feed_states.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((at, states)) = cached.as_ref() {
+                if at.elapsed() < FEED_STATES_TTL {
+                    return Ok(states.clone());
+                }
+            }
+        }
+        let states = Arc::new(self.store.list_feed_states().await?);
+        *self.feed_states.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some((Instant::now(), states.clone()));
+        Ok(states)
     }
 
     async fn choose_bundle(&self, request: Option<&RequestContext>) -> Result<Chosen, StageError> {
@@ -107,18 +135,13 @@ impl EvaluateStage {
         let Some(report) = self.store.get_vuln_report(digest).await? else {
             return Ok(None);
         };
-        let feeds = self.store.list_feed_states().await?;
+        let feeds = self.feed_states().await?;
         let tag = tag
             .map(String::from)
             .unwrap_or_else(|| analysis.descriptor.image.full_tag());
         // The previous action is that of the latest evaluation stored before this one.
-        let previous = self
-            .store
-            .evaluation_history(digest, &tag)
-            .await?
-            .into_iter()
-            .rev()
-            .find(|e| e.evaluated_at < now);
+        let history = self.store.evaluation_history(digest, &tag).await?;
+        let previous = history.iter().rev().find(|e| e.evaluated_at < now).cloned();
         let evaluation = match chosen {
             Chosen::Bundle(bundle) => evaluate(
                 bundle,
@@ -130,8 +153,14 @@ impl EvaluateStage {
             ),
             Chosen::Broken { id, error } => bundle_error_evaluation(id, digest, &tag, error, now),
         };
-        self.store.put_evaluation(&evaluation).await?;
-        self.store.index_evaluated(digest, &tag).await?;
+        // Indexed before the first evaluation of (image, tag) is stored: a stored history
+        // means the index row is there, and re-evaluations write only their evaluation.
+        if history.is_empty() {
+            self.store.index_evaluated(digest, &tag).await?;
+        }
+        self.store
+            .put_evaluation_after(&evaluation, &history)
+            .await?;
         Ok(Some((evaluation, previous.map(|p| p.final_action))))
     }
 

@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use common::*;
@@ -9,7 +10,7 @@ use serde_json::Value;
 use vigil_contracts::codec;
 use vigil_contracts::{
     AnalyzedImage, FailureKind, FeedDelta, FeedSyncRequest, MatchedImage, PackageKey, PackageType,
-    RequestContext, StageName, Subject,
+    RematchImages, RequestContext, StageName, Subject,
 };
 use vigil_feeds::{sync, FeedError, FeedKind, FeedSource, FeedsConfig, FeedsStage};
 use vigil_match::MatchStage;
@@ -150,13 +151,13 @@ async fn incremental_sync_and_rematch() {
         .unwrap()
         .is_empty());
 
-    // Re-match from the delta: the match stage fans the delta out into one re-match
-    // request per affected image, then re-matches each.
+    // Re-match from the delta: the match stage fans the delta out into re-match
+    // messages naming the affected images, then re-matches them.
     let payload = codec::encode(&deltas[0]).unwrap();
     let fan = ms.handle(&Subject::FeedsUpdated, &payload).await.unwrap();
     assert_eq!(fan.len(), 1);
-    let rematch: AnalyzedImage = codec::decode(&fan[0].payload).unwrap();
-    assert_eq!(rematch.request, None);
+    let rematch: RematchImages = codec::decode(&fan[0].payload).unwrap();
+    assert_eq!(rematch.images, ["sha256:img1"]);
     let out = ms.handle(&fan[0].subject, &fan[0].payload).await.unwrap();
     assert_eq!(out.len(), 1);
     let m: MatchedImage = codec::decode(&out[0].payload).unwrap();
@@ -184,7 +185,7 @@ async fn incremental_sync_and_rematch() {
     );
     // A later re-match of the image that finds nothing new publishes nothing.
     let mut other = rematch.clone();
-    other.cause = Some("debian:another-sync".into());
+    other.cause = "debian:another-sync".into();
     assert!(ms
         .handle(&fan[0].subject, &codec::encode(&other).unwrap())
         .await
@@ -206,6 +207,128 @@ async fn incremental_sync_and_rematch() {
         .unwrap_err();
     assert_eq!(e.kind, FailureKind::Internal);
     assert!(e.is_transient());
+}
+
+/// A delta that hits many images fans out batches of them; each batch re-matches its
+/// images with one read per key; an image that fails inside a batch is split off into a
+/// re-match message of its own (so that its retries and dead letter are its own) while the
+/// others go on; a batch whose every image fails is retried as a whole.
+#[tokio::test]
+async fn rematch_batches_split_failures() {
+    let tmp = tempfile::tempdir().unwrap();
+    let st = store(&tmp);
+    let alpine = tmp.path().join("alpine-3.19.json");
+    std::fs::copy(feeds_dir().join("alpine/v3.19/main.json"), &alpine).unwrap();
+    let config = FeedsConfig {
+        feeds: vec![FeedSource::new(
+            FeedKind::Alpine,
+            "alpine-3.19",
+            format!("file://{}", alpine.display()),
+        )],
+    };
+    sync(&config, &st, &quiet).await.unwrap();
+    let ms = MatchStage::new(st.clone()).with_rematch_batch(2);
+    let images: Vec<String> = (1..=5).map(|i| format!("sha256:b{i}")).collect();
+    for d in &images {
+        if d == "sha256:b3" {
+            // Indexed, but its analysis is gone: its re-match fails.
+            st.index_image_keys(d, &[key("alpine:3.19", "busybox")])
+                .await
+                .unwrap();
+            continue;
+        }
+        let a = analysis(
+            d,
+            Some(distro("alpine", "3.19.1")),
+            vec![pkg(PackageType::Apk, "busybox", "1.36.1-r15")],
+        );
+        st.put_analysis(&a).await.unwrap();
+        ms.match_image(d).await.unwrap();
+    }
+
+    // The feed drops one busybox vulnerability.
+    let mut doc: Value = serde_json::from_slice(&std::fs::read(&alpine).unwrap()).unwrap();
+    for p in doc["packages"].as_array_mut().unwrap() {
+        if p["pkg"]["name"] == "busybox" {
+            p["pkg"]["secfixes"]
+                .as_object_mut()
+                .unwrap()
+                .remove("1.36.1-r16");
+        }
+    }
+    std::fs::write(&alpine, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let deltas = sync(&config, &st, &quiet).await.unwrap();
+    assert_eq!(deltas.len(), 1);
+    let fan = ms
+        .handle(&Subject::FeedsUpdated, &codec::encode(&deltas[0]).unwrap())
+        .await
+        .unwrap();
+    let batches: Vec<RematchImages> = fan
+        .iter()
+        .map(|o| codec::decode(&o.payload).unwrap())
+        .collect();
+    assert_eq!(
+        batches.iter().map(|b| b.images.clone()).collect::<Vec<_>>(),
+        [
+            vec![images[0].clone(), images[1].clone()],
+            vec![images[2].clone(), images[3].clone()],
+            vec![images[4].clone()],
+        ]
+    );
+    let ids: BTreeSet<&str> = fan.iter().map(|o| o.msg_id.as_str()).collect();
+    assert_eq!(ids.len(), 3, "one id per batch");
+
+    let mut evaluated = BTreeSet::new();
+    let mut split_off = Vec::new();
+    for o in &fan {
+        let out = ms.handle(&o.subject, &o.payload).await.unwrap();
+        assert_eq!(
+            ms.handle(&o.subject, &o.payload).await.unwrap(),
+            out,
+            "a redelivered batch publishes the same messages"
+        );
+        for m in out {
+            match m.subject {
+                Subject::Stage(StageName::Evaluate) => {
+                    let mi: MatchedImage = codec::decode(&m.payload).unwrap();
+                    let diff = mi.diff.unwrap();
+                    assert_eq!(diff.removed.len(), 1, "{}", mi.image_digest);
+                    evaluated.insert(mi.image_digest);
+                }
+                Subject::Stage(StageName::Match) => split_off.push(m),
+                other => panic!("unexpected output on {other:?}"),
+            }
+        }
+    }
+    assert_eq!(
+        evaluated,
+        ["sha256:b1", "sha256:b2", "sha256:b4", "sha256:b5"]
+            .map(String::from)
+            .into()
+    );
+    assert_eq!(split_off.len(), 1);
+    let single: AnalyzedImage = codec::decode(&split_off[0].payload).unwrap();
+    assert_eq!(single.image_digest, "sha256:b3");
+    assert_eq!(single.cause.as_deref(), Some(batches[1].cause.as_str()));
+    let e = ms
+        .handle(&split_off[0].subject, &split_off[0].payload)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, FailureKind::Internal);
+
+    // A batch of failing images only: the message itself fails (and is retried).
+    let only = RematchImages {
+        cause: batches[1].cause.clone(),
+        images: vec!["sha256:b3".into(), "sha256:b6".into()],
+    };
+    let e = ms
+        .handle(
+            &Subject::Stage(StageName::Match),
+            &codec::encode(&only).unwrap(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, FailureKind::Internal);
 }
 
 #[tokio::test]

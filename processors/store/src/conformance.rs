@@ -714,6 +714,7 @@ pub async fn run_typed(store: &Store) {
     typed_reverse_index(store, &x).await;
     typed_reverse_index_repair(store, &x).await;
     typed_reverse_index_shards(store, &x).await;
+    typed_reverse_index_update(store, &x).await;
     typed_advisories(store, &x).await;
     typed_feed_states(store, &x).await;
     typed_vuln_report(store, &x).await;
@@ -1660,6 +1661,72 @@ async fn typed_reverse_index_repair(s: &Store, x: &str) {
     );
 }
 
+/// The re-match path writes only what changed and stays repairable: a call that stopped
+/// after the reverse side (its forward rows never written) is completed by the next call
+/// with the same keys, and dropped keys lose both rows.
+async fn typed_reverse_index_update(s: &Store, x: &str) {
+    let b = s.backend();
+    let k1 = key(&format!("{x}debian:12"), "update-1");
+    let k2 = key(&format!("{x}debian:12"), "update-2");
+    let k3 = key(&format!("{x}debian:12"), "update-3");
+    let img = format!("sha256:{x}update");
+    ok(
+        "update",
+        s.update_image_keys(&img, &[k1.clone(), k2.clone()]).await,
+    );
+    assert_eq!(
+        forward_keys(s, &img).await,
+        vec![package_partition(&k1), package_partition(&k2)]
+    );
+    for k in [&k1, &k2] {
+        assert_eq!(
+            ok("images_for_key", s.images_for_key(k).await),
+            vec![img.clone()]
+        );
+    }
+    // Stopped half way: the reverse row of a new key written, its forward row not.
+    let shard = image_shard(&img);
+    ok(
+        "put",
+        b.put(
+            Table::PackageImages,
+            &shard_partition(&package_partition(&k3), shard),
+            &img,
+            Vec::new(),
+        )
+        .await,
+    );
+    ok(
+        "update",
+        s.update_image_keys(&img, &[k2.clone(), k3.clone()]).await,
+    );
+    assert_eq!(
+        forward_keys(s, &img).await,
+        vec![package_partition(&k2), package_partition(&k3)],
+        "the next call writes the forward row of the key still new, and drops k1's"
+    );
+    assert!(ok("images_for_key", s.images_for_key(&k1).await).is_empty());
+    for k in [&k2, &k3] {
+        assert_eq!(
+            ok("images_for_key", s.images_for_key(k).await),
+            vec![img.clone()]
+        );
+    }
+    ok("update", s.update_image_keys(&img, &[]).await);
+    assert!(forward_keys(s, &img).await.is_empty());
+    for k in [&k1, &k2, &k3] {
+        assert!(ok("images_for_key", s.images_for_key(k).await).is_empty());
+    }
+}
+
+/// The forward rows (keys) of an image.
+async fn forward_keys(s: &Store, img: &str) -> Vec<String> {
+    ok("list", s.backend().list(Table::ImageKeys, img).await)
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect()
+}
+
 /// A key in many images: one row per image, each in its image's shard, none in the
 /// unsharded partition; every image listed once, sorted.
 async fn typed_reverse_index_shards(s: &Store, x: &str) {
@@ -1750,6 +1817,22 @@ async fn typed_evaluation_history_bound(s: &Store, x: &str) {
     assert_eq!(
         ok("latest", s.latest_evaluation(&d, t).await).map(|e| e.evaluated_at),
         Some(5)
+    );
+
+    // The same bound when the caller hands over the history it has just read.
+    let d2 = format!("sha256:{x}bounded-after");
+    for at in [5, 1, 2, 3, 4, 0] {
+        let history = ok("history", s.evaluation_history(&d2, t).await);
+        ok(
+            "put_evaluation_after",
+            s.put_evaluation_after(&sample_evaluation(&d2, t, at, Action::Go), &history)
+                .await,
+        );
+    }
+    assert_eq!(
+        times(ok("history", s.evaluation_history(&d2, t).await)),
+        vec![3, 4, 5],
+        "bounded from the history handed over"
     );
 }
 

@@ -407,22 +407,48 @@ impl Store {
     //
     // Repairable: a batch is not atomic on every backend (ScyllaDB's unlogged batches,
     // JetStream batches over 1,000 slots), so a call may stop half applied. The reverse
-    // side is written first and the forward side only once it is applied, and every call
-    // puts the reverse rows of *every* current key again (puts are idempotent; the
-    // JetStream backend publishes nothing for a page that does not change). So a forward
-    // row always has its reverse row, and a reverse row lost anyway (a half-applied batch
-    // of an older vigil, which wrote both sides in one batch and diffed against the
-    // forward rows) is written again by the next match of the image.
+    // side is written first and the forward side only once it is applied: a forward row
+    // always has its reverse row, and a call that stopped half way leaves the forward
+    // rows as they were, so the next call sees the same keys as new and writes them again.
+    // Two ways to call it:
+    // * [`Store::index_image_keys`] (a scan's match) puts the reverse rows of *every*
+    //   current key again (puts are idempotent; the JetStream backend publishes nothing
+    //   for a page that does not change), which also repairs a reverse row lost anyway (a
+    //   half-applied batch of an older vigil, which wrote both sides in one batch and
+    //   diffed against the forward rows);
+    // * [`Store::update_image_keys`] (a re-match after a feed update, a thousand images
+    //   at once) writes only the keys that changed: a re-match whose keys did not change
+    //   writes no index row at all.
     //
     // Rows of the layout before sharding (partition `namespace|package`) are still read
     // by `images_for_key` and deleted with their key; no new ones are written. Re-matching
     // an image writes its sharded rows, which rebuilds the index; no migration is needed.
 
-    /// Record the package keys an image was matched under, replacing the previous set.
+    /// Record the package keys an image was matched under, replacing the previous set;
+    /// every current key's reverse row is put again (repairing a lost one).
     pub async fn index_image_keys(
         &self,
         image_digest: &str,
         keys: &[PackageKey],
+    ) -> Result<(), StoreError> {
+        self.write_image_keys(image_digest, keys, true).await
+    }
+
+    /// As [`Store::index_image_keys`], writing only the rows of keys that were added or
+    /// dropped since the last call.
+    pub async fn update_image_keys(
+        &self,
+        image_digest: &str,
+        keys: &[PackageKey],
+    ) -> Result<(), StoreError> {
+        self.write_image_keys(image_digest, keys, false).await
+    }
+
+    async fn write_image_keys(
+        &self,
+        image_digest: &str,
+        keys: &[PackageKey],
+        reput_all: bool,
     ) -> Result<(), StoreError> {
         use std::collections::BTreeSet;
         let old: BTreeSet<String> = self
@@ -436,9 +462,10 @@ impl Store {
         let shard = image_shard(image_digest);
         let digest = image_digest.to_string();
 
-        // 1. The reverse side: every current key's row, and no row for a dropped key.
+        // 1. The reverse side: the current keys' rows (all of them, or the added ones),
+        // and no row for a dropped key.
         let mut reverse = Vec::new();
-        for k in &new {
+        for k in new.iter().filter(|k| reput_all || !old.contains(*k)) {
             reverse.push(Write::Put {
                 table: Table::PackageImages,
                 partition: shard_partition(k, shard),
@@ -658,21 +685,52 @@ impl Store {
 
     /// Store an evaluation, then delete the oldest of its (image, tag) beyond the limit.
     pub async fn put_evaluation(&self, e: &Evaluation) -> Result<(), StoreError> {
+        self.put_evaluation_inner(e, None).await
+    }
+
+    /// As [`Store::put_evaluation`], for a caller that has just read the (image, tag)'s
+    /// history ([`Store::evaluation_history`]): the rows over the limit are found in it
+    /// instead of listing the partition again. A row written by another process since is
+    /// trimmed by a later write.
+    pub async fn put_evaluation_after(
+        &self,
+        e: &Evaluation,
+        history: &[Evaluation],
+    ) -> Result<(), StoreError> {
+        self.put_evaluation_inner(e, Some(history)).await
+    }
+
+    async fn put_evaluation_inner(
+        &self,
+        e: &Evaluation,
+        history: Option<&[Evaluation]>,
+    ) -> Result<(), StoreError> {
+        let sort_of = |e: &Evaluation| format!("{}|{:020}", e.tag, e.evaluated_at.max(0));
         let v = enc(Table::Evaluation, e)?;
-        let sort = format!("{}|{:020}", e.tag, e.evaluated_at.max(0));
+        let sort = sort_of(e);
         self.backend
             .put(Table::Evaluation, &e.image_digest, &sort, v)
             .await?;
-        let rows = self
-            .backend
-            .list(Table::Evaluation, &e.image_digest)
-            .await?;
         // Sorted by key: one tag's rows by time, oldest first.
-        let of_tag: Vec<String> = rows
-            .into_iter()
-            .map(|(k, _)| k)
-            .filter(|k| k.rsplit_once('|').is_some_and(|(t, _)| t == e.tag))
-            .collect();
+        let of_tag: Vec<String> = match history {
+            Some(h) => {
+                let mut keys: std::collections::BTreeSet<String> = h
+                    .iter()
+                    .filter(|o| o.tag == e.tag && o.image_digest == e.image_digest)
+                    .map(sort_of)
+                    .collect();
+                keys.insert(sort);
+                keys.into_iter().collect()
+            }
+            None => self
+                .backend
+                .list(Table::Evaluation, &e.image_digest)
+                .await?
+                .into_iter()
+                .map(|(k, _)| k)
+                .filter(|k| k.rsplit_once('|').is_some_and(|(t, _)| t == e.tag))
+                .collect(),
+        };
         let over = of_tag.len().saturating_sub(self.evaluation_history_limit);
         if over == 0 {
             return Ok(());
