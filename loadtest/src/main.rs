@@ -387,9 +387,20 @@ async fn rematch(args: Args) -> Result<()> {
     client.flush().await?;
     tokio::time::sleep(Duration::from_millis(500)).await; // consumers bound
 
-    // The new advisory, then the delta that names its key.
+    // The new advisory and the feed's state (as a sync writes them), then the delta
+    // that names its key.
     store
         .replace_advisories(&openssl_key(), &[new_advisory()])
+        .await?;
+    store
+        .put_feed_state(&vigil_contracts::FeedState {
+            feed: "loadtest".into(),
+            url: "loadtest:".into(),
+            last_sync: vigil_runtime::now_millis(),
+            record_count: 1,
+            namespaces: [("debian:12".to_string(), 1)].into(),
+            ..Default::default()
+        })
         .await?;
     let delta = FeedDelta {
         feed: "loadtest".into(),

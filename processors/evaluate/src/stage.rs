@@ -44,12 +44,16 @@ impl EvaluateStage {
         }
     }
 
-    /// The stored feed states, read at most every [`FEED_STATES_TTL`].
-    async fn feed_states(&self) -> Result<Arc<Vec<FeedState>>, StageError> {
+    /// The stored feed states, read at most every [`FEED_STATES_TTL`], and read again
+    /// at once when they cover none of a namespace in `with_data` (the namespaces the
+    /// image's report found advisories in): a feed synced for the first time since the
+    /// last read is never missed.
+    async fn feed_states(&self, with_data: &[String]) -> Result<Arc<Vec<FeedState>>, StageError> {
         {
             let cached = self.feed_states.lock().unwrap_or_else(|p| p.into_inner());
             if let Some((at, states)) = cached.as_ref() {
-                if at.elapsed() < FEED_STATES_TTL {
+                let covers = |ns: &String| states.iter().any(|f| f.namespaces.contains_key(ns));
+                if at.elapsed() < FEED_STATES_TTL && with_data.iter().all(covers) {
                     return Ok(states.clone());
                 }
             }
@@ -135,7 +139,7 @@ impl EvaluateStage {
         let Some(report) = self.store.get_vuln_report(digest).await? else {
             return Ok(None);
         };
-        let feeds = self.feed_states().await?;
+        let feeds = self.feed_states(&report.namespaces_with_data).await?;
         let tag = tag
             .map(String::from)
             .unwrap_or_else(|| analysis.descriptor.image.full_tag());

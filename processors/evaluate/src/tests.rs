@@ -902,6 +902,70 @@ mod stage {
         )
     }
 
+    /// Feed states are read again at once when the cached ones miss a namespace the
+    /// report has data for: a feed synced for the first time is seen by the very next
+    /// evaluation, not up to the cache's age later.
+    #[tokio::test]
+    async fn a_feed_synced_since_the_cached_states_is_seen_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_embedded(&dir.path().join("s.redb")).unwrap();
+        let mut a = analysis("r.io/app", Some("1"), &[], Some("app"));
+        a.distro = Some(Distro {
+            id: "debian".into(),
+            version_id: Some("12".into()),
+            ..Default::default()
+        });
+        store.put_analysis(&a).await.unwrap();
+        let mut r = empty_report();
+        r.namespaces_with_data = vec!["debian:12".into()];
+        store.put_vuln_report(&r).await.unwrap();
+        let stale = bundle_json(
+            vec![rule(
+                "vulnerabilities",
+                "stale_feed_data",
+                "STOP",
+                &[("max_days_since_sync", "1")],
+            )],
+            vec![],
+        )
+        .to_string();
+        store
+            .put_bundle(&StoredBundle {
+                id: "b1".into(),
+                name: "b".into(),
+                json: stale,
+                active: false,
+                created_at: 0,
+            })
+            .await
+            .unwrap();
+        store.activate_bundle("b1").await.unwrap();
+        let stage = EvaluateStage::new(store.clone());
+        let (_, first) = handle(&stage, &matched(None)).await;
+        assert_eq!(
+            first.evaluation.final_action,
+            Action::Stop,
+            "no feed state yet"
+        );
+        store
+            .put_feed_state(&FeedState {
+                feed: "debian".into(),
+                url: "file:///debian.json".into(),
+                last_sync: vigil_runtime::now_millis(),
+                record_count: 1,
+                namespaces: [("debian:12".to_string(), 1)].into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let (_, second) = handle(&stage, &matched(None)).await;
+        assert_eq!(
+            second.evaluation.final_action,
+            Action::Go,
+            "the new feed's state is read although the cached states are fresh"
+        );
+    }
+
     #[tokio::test]
     async fn stores_history_and_reports_previous_action() {
         let dir = tempfile::tempdir().unwrap();
