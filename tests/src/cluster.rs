@@ -349,7 +349,9 @@ impl Deployment {
             while let Ok(Some(Ok(m))) =
                 tokio::time::timeout(Duration::from_secs(3), messages.next()).await
             {
-                let bytes = resolve(&js, &subjects, &m.payload).await;
+                // A reference read may time out while a node rejoins: the whole read
+                // is retried by `results`.
+                let bytes = resolve(&js, &subjects, &m.payload).await?;
                 let r: ScanResult = codec::decode(&bytes).expect("a scan result");
                 out.entry(r.request_id.clone()).or_default().push(r);
             }
@@ -442,10 +444,14 @@ fn tail(s: &str, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
-async fn resolve(js: &async_nats::jetstream::Context, s: &Subjects, payload: &[u8]) -> Vec<u8> {
+async fn resolve(
+    js: &async_nats::jetstream::Context,
+    s: &Subjects,
+    payload: &[u8],
+) -> Result<Vec<u8>, String> {
     vigil_runtime::jetstream::resolve_payload(js, s, payload)
         .await
-        .expect("a payload reference that resolves")
+        .map_err(|e| format!("resolving a payload reference: {e}"))
 }
 
 /// The chaos run of the cluster test and of `vigil-loadtest chaos`: half the requests,
