@@ -224,54 +224,68 @@ impl ObjectBucket {
         let mut chunks = 0usize;
         let mut buf = vec![0u8; CHUNK];
         let mut acks = Vec::new();
-        loop {
-            let mut filled = 0;
-            while filled < CHUNK {
-                let n = reader
-                    .read(&mut buf[filled..])
-                    .await
-                    .map_err(|e| PutError::Read {
-                        name: object.to_string(),
-                        message: e.to_string(),
-                    })?;
-                if n == 0 {
+        let streamed: Result<(), PutError> = async {
+            loop {
+                let mut filled = 0;
+                while filled < CHUNK {
+                    let n = reader
+                        .read(&mut buf[filled..])
+                        .await
+                        .map_err(|e| PutError::Read {
+                            name: object.to_string(),
+                            message: e.to_string(),
+                        })?;
+                    if n == 0 {
+                        break;
+                    }
+                    filled += n;
+                }
+                if filled == 0 {
                     break;
                 }
-                filled += n;
-            }
-            if filled == 0 {
-                break;
-            }
-            size += filled as u64;
-            if size > max_size {
-                return Err(PutError::TooLarge {
-                    name: object.to_string(),
-                    limit: max_size,
-                });
-            }
-            hasher.update(&buf[..filled]);
-            chunks += 1;
-            let ack = self
-                .js
-                .publish(
-                    chunk_subject.to_string(),
-                    bytes::Bytes::copy_from_slice(&buf[..filled]),
-                )
-                .await
-                .map_err(|e| nats(&e))?;
-            acks.push(ack);
-            // A few chunks in flight at a time.
-            if acks.len() >= 8 {
-                for a in acks.drain(..) {
-                    a.await.map_err(|e| nats(&e))?;
+                size += filled as u64;
+                if size > max_size {
+                    return Err(PutError::TooLarge {
+                        name: object.to_string(),
+                        limit: max_size,
+                    });
+                }
+                hasher.update(&buf[..filled]);
+                chunks += 1;
+                let ack = self
+                    .js
+                    .publish(
+                        chunk_subject.to_string(),
+                        bytes::Bytes::copy_from_slice(&buf[..filled]),
+                    )
+                    .await
+                    .map_err(|e| nats(&e))?;
+                acks.push(ack);
+                // A few chunks in flight at a time.
+                if acks.len() >= 8 {
+                    for a in acks.drain(..) {
+                        a.await.map_err(|e| nats(&e))?;
+                    }
+                }
+                if filled < CHUNK {
+                    break;
                 }
             }
-            if filled < CHUNK {
-                break;
+            Ok(())
+        }
+        .await;
+        // Whatever happened, wait for the chunks already published: one still in flight
+        // when a failed put purges its chunk subject would be stored after the purge and
+        // left behind.
+        let mut ack_error = None;
+        for a in acks.drain(..) {
+            if let Err(e) = a.await {
+                ack_error.get_or_insert_with(|| nats(&e));
             }
         }
-        for a in acks.drain(..) {
-            a.await.map_err(|e| nats(&e))?;
+        streamed?;
+        if let Some(e) = ack_error {
+            return Err(e);
         }
         let digest = hasher.finalize();
         let actual = hex::encode(digest);
