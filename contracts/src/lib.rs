@@ -7,6 +7,8 @@
 //!   Old readers tolerate new fields; a record with a newer schema version than the
 //!   reader knows is rejected, never misread.
 //! * [`subjects`]: subject names under a configurable prefix (default `vigil`).
+//! * [`watch`]: watched tags and repositories, ingestion, subscriptions, webhook
+//!   deliveries and events.
 //! * [`streams`]: JetStream stream and consumer definitions, as plain data.
 //!
 //! This crate must never do I/O or depend on a runtime.
@@ -23,6 +25,7 @@ pub mod codec;
 pub mod records;
 pub mod streams;
 pub mod subjects;
+pub mod watch;
 
 pub use codec::{decode, encode, Record, SCHEMA_VERSION};
 pub use records::*;

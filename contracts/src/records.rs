@@ -1076,15 +1076,41 @@ pub enum NotificationKind {
     AnalysisUpdate,
     VulnUpdate,
     PolicyEval,
+    RepoUpdate,
 }
 
 impl NotificationKind {
+    pub const ALL: [NotificationKind; 5] = [
+        NotificationKind::TagUpdate,
+        NotificationKind::AnalysisUpdate,
+        NotificationKind::VulnUpdate,
+        NotificationKind::PolicyEval,
+        NotificationKind::RepoUpdate,
+    ];
+
     pub fn as_str(&self) -> &'static str {
         match self {
             NotificationKind::TagUpdate => "tag_update",
             NotificationKind::AnalysisUpdate => "analysis_update",
             NotificationKind::VulnUpdate => "vuln_update",
             NotificationKind::PolicyEval => "policy_eval",
+            NotificationKind::RepoUpdate => "repo_update",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<NotificationKind> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The subscription type that lets this kind out of NATS.
+    pub fn subscription(&self) -> crate::watch::SubscriptionKind {
+        use crate::watch::SubscriptionKind as S;
+        match self {
+            NotificationKind::TagUpdate => S::TagUpdate,
+            NotificationKind::AnalysisUpdate => S::AnalysisUpdate,
+            NotificationKind::VulnUpdate => S::VulnUpdate,
+            NotificationKind::PolicyEval => S::PolicyEval,
+            NotificationKind::RepoUpdate => S::RepoUpdate,
         }
     }
 }
@@ -1110,6 +1136,10 @@ pub enum NotificationPayload {
         previous_action: Option<Action>,
         current_action: Action,
         policy_id: String,
+    },
+    RepoUpdate {
+        added_tags: Vec<String>,
+        removed_tags: Vec<String>,
     },
 }
 

@@ -125,6 +125,8 @@ pub fn work_stream(s: &Subjects, t: &StreamTuning) -> StreamDef {
             format!("{p}.feeds.updated"),
             format!("{p}.feeds.sync"),
             format!("{p}.policy.updated"),
+            format!("{p}.watch.>"),
+            format!("{p}.ingest.request"),
         ],
         retention: Retention::WorkQueue,
         max_age: Duration::from_secs(7 * 24 * 3600),
@@ -137,7 +139,12 @@ pub fn results_stream(s: &Subjects, t: &StreamTuning) -> StreamDef {
     let p = s.prefix();
     StreamDef {
         name: results_stream_name(s),
-        subjects: vec![format!("{p}.result.>"), format!("{p}.notify.>")],
+        subjects: vec![
+            format!("{p}.result.>"),
+            format!("{p}.notify.>"),
+            format!("{p}.event.>"),
+            format!("{p}.ingest.progress.>"),
+        ],
         retention: Retention::Limits,
         max_age: t.results_max_age,
         duplicate_window: t.duplicate_window,
@@ -157,8 +164,32 @@ pub fn dlq_stream(s: &Subjects, t: &StreamTuning) -> StreamDef {
     }
 }
 
+/// Name of the stream of webhook deliveries (one subject per endpoint).
+pub fn deliver_stream_name(s: &Subjects) -> String {
+    format!("{}_DELIVER", s.stream_prefix())
+}
+
+/// Webhook deliveries: a work queue per endpoint subject, kept for a week (longer than
+/// any retry window; a delivery given up on is moved to the store's dead letters).
+pub fn deliver_stream(s: &Subjects, t: &StreamTuning) -> StreamDef {
+    let p = s.prefix();
+    StreamDef {
+        name: deliver_stream_name(s),
+        subjects: vec![format!("{p}.deliver.>")],
+        retention: Retention::WorkQueue,
+        max_age: Duration::from_secs(7 * 24 * 3600),
+        duplicate_window: t.duplicate_window,
+        num_replicas: t.replicas,
+    }
+}
+
 pub fn all_streams(s: &Subjects, t: &StreamTuning) -> Vec<StreamDef> {
-    vec![work_stream(s, t), results_stream(s, t), dlq_stream(s, t)]
+    vec![
+        work_stream(s, t),
+        results_stream(s, t),
+        dlq_stream(s, t),
+        deliver_stream(s, t),
+    ]
 }
 
 /// The durable pull consumer of a stage.
@@ -194,5 +225,8 @@ pub fn is_work_subject(subject: &Subject) -> bool {
             | Subject::FeedsUpdated
             | Subject::FeedsSync
             | Subject::PolicyUpdated
+            | Subject::WatchPoll
+            | Subject::WatchPush
+            | Subject::IngestRequest
     )
 }

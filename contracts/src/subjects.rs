@@ -18,10 +18,12 @@ pub enum StageName {
     Evaluate,
     Notify,
     Feeds,
+    /// Watched tags and repositories, registry ingestion, registry push events.
+    Watch,
 }
 
 impl StageName {
-    pub const ALL: [StageName; 7] = [
+    pub const ALL: [StageName; 8] = [
         StageName::Fetch,
         StageName::Extract,
         StageName::Analyze,
@@ -29,6 +31,7 @@ impl StageName {
         StageName::Evaluate,
         StageName::Notify,
         StageName::Feeds,
+        StageName::Watch,
     ];
 
     pub fn as_str(&self) -> &'static str {
@@ -40,6 +43,7 @@ impl StageName {
             StageName::Evaluate => "evaluate",
             StageName::Notify => "notify",
             StageName::Feeds => "feeds",
+            StageName::Watch => "watch",
         }
     }
 
@@ -73,6 +77,18 @@ pub enum Subject {
     PolicyUpdated,
     /// `<p>.dlq.<stage>`
     DeadLetter(StageName),
+    /// `<p>.watch.poll`
+    WatchPoll,
+    /// `<p>.watch.push`
+    WatchPush,
+    /// `<p>.ingest.request`
+    IngestRequest,
+    /// `<p>.ingest.progress.<id>`
+    IngestProgress(String),
+    /// `<p>.event.<kind>`
+    Event(String),
+    /// `<p>.deliver.<endpoint>`
+    Deliver(String),
 }
 
 /// Subject names under one prefix.
@@ -109,6 +125,12 @@ impl Subjects {
             Subject::FeedsSync => format!("{p}.feeds.sync"),
             Subject::PolicyUpdated => format!("{p}.policy.updated"),
             Subject::DeadLetter(st) => format!("{p}.dlq.{}", st.as_str()),
+            Subject::WatchPoll => format!("{p}.watch.poll"),
+            Subject::WatchPush => format!("{p}.watch.push"),
+            Subject::IngestRequest => format!("{p}.ingest.request"),
+            Subject::IngestProgress(id) => format!("{p}.ingest.progress.{}", sanitize_token(id)),
+            Subject::Event(kind) => format!("{p}.event.{}", sanitize_token(kind)),
+            Subject::Deliver(endpoint) => format!("{p}.deliver.{}", sanitize_token(endpoint)),
         }
     }
 
@@ -120,19 +142,19 @@ impl Subjects {
             ("scan", "request") => Some(Subject::ScanRequest),
             ("stage", st) => StageName::parse(st).map(Subject::Stage),
             ("result", id) if !id.is_empty() => Some(Subject::Result(id.to_string())),
-            ("notify", k) => [
-                NotificationKind::TagUpdate,
-                NotificationKind::AnalysisUpdate,
-                NotificationKind::VulnUpdate,
-                NotificationKind::PolicyEval,
-            ]
-            .into_iter()
-            .find(|n| n.as_str() == k)
-            .map(Subject::Notify),
+            ("notify", k) => NotificationKind::parse(k).map(Subject::Notify),
             ("feeds", "updated") => Some(Subject::FeedsUpdated),
             ("feeds", "sync") => Some(Subject::FeedsSync),
             ("policy", "updated") => Some(Subject::PolicyUpdated),
             ("dlq", st) => StageName::parse(st).map(Subject::DeadLetter),
+            ("watch", "poll") => Some(Subject::WatchPoll),
+            ("watch", "push") => Some(Subject::WatchPush),
+            ("ingest", "request") => Some(Subject::IngestRequest),
+            ("ingest", id) if id.starts_with("progress.") && id.len() > 9 => {
+                Some(Subject::IngestProgress(id[9..].to_string()))
+            }
+            ("event", k) if !k.is_empty() => Some(Subject::Event(k.to_string())),
+            ("deliver", e) if !e.is_empty() => Some(Subject::Deliver(e.to_string())),
             _ => None,
         }
     }
@@ -143,6 +165,11 @@ impl Subjects {
             StageName::Fetch => vec![Subject::ScanRequest],
             StageName::Match => vec![Subject::Stage(StageName::Match), Subject::FeedsUpdated],
             StageName::Feeds => vec![Subject::FeedsSync],
+            StageName::Watch => vec![
+                Subject::WatchPoll,
+                Subject::WatchPush,
+                Subject::IngestRequest,
+            ],
             // A new active bundle re-evaluates every evaluated image.
             StageName::Evaluate => {
                 vec![Subject::Stage(StageName::Evaluate), Subject::PolicyUpdated]

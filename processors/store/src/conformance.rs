@@ -31,7 +31,7 @@ use vigil_contracts::{
 
 use crate::backend::{Backend, Table, Write};
 use crate::typed::{image_shard, package_partition, shard_partition, EVALUATED_INDEX, SHARDS};
-use crate::{Store, StoreError};
+use crate::{EventFilter, Store, StoreError};
 
 /// Run the raw backend part and the typed part.
 pub async fn run_all(store: &Store) {
@@ -724,6 +724,9 @@ pub async fn run_typed(store: &Store) {
     typed_evaluated_index(store, &x).await;
     typed_scan_result(store, &x).await;
     typed_notifications(store, &x).await;
+    typed_watch_rows(store, &x).await;
+    typed_events(store, &x).await;
+    typed_deliveries(store, &x).await;
 }
 
 fn key(ns: &str, pkg: &str) -> PackageKey {
@@ -1908,4 +1911,358 @@ async fn typed_evaluated_index(s: &Store, x: &str) {
         );
     }
     assert!(mine(ok("evaluated_images", s.evaluated_images().await)).is_empty());
+}
+
+// ---- watch, subscriptions, events, deliveries -----------------------------------------
+
+async fn typed_watch_rows(store: &Store, x: &str) {
+    use vigil_contracts::watch::*;
+    // Subscriptions: by account, and by (type, key) across accounts.
+    let tag = format!("{x}reg/app:1");
+    let sub = |account: &str, kind, active| Subscription {
+        account: account.into(),
+        kind,
+        key: tag.clone(),
+        active,
+        digests: Vec::new(),
+        created_at: 1,
+        updated_at: 2,
+    };
+    let a = format!("{x}acct-a");
+    let b = format!("{x}acct-b");
+    store
+        .put_subscription(&sub(&a, SubscriptionKind::VulnUpdate, true))
+        .await
+        .unwrap();
+    store
+        .put_subscription(&sub(&a, SubscriptionKind::TagUpdate, false))
+        .await
+        .unwrap();
+    store
+        .put_subscription(&sub(&b, SubscriptionKind::VulnUpdate, false))
+        .await
+        .unwrap();
+    let mine = store.list_subscriptions(&a).await.unwrap();
+    assert_eq!(
+        mine.iter().map(|s| s.kind).collect::<Vec<_>>(),
+        [SubscriptionKind::TagUpdate, SubscriptionKind::VulnUpdate],
+        "an account's subscriptions, by type"
+    );
+    let for_key = store
+        .subscriptions_for(SubscriptionKind::VulnUpdate, &tag)
+        .await
+        .unwrap();
+    assert_eq!(
+        for_key
+            .iter()
+            .map(|s| (s.account.as_str(), s.active))
+            .collect::<Vec<_>>(),
+        [(a.as_str(), true), (b.as_str(), false)],
+        "every account's subscription to one type and key"
+    );
+    assert!(store
+        .delete_subscription(&a, SubscriptionKind::VulnUpdate, &tag)
+        .await
+        .unwrap());
+    assert!(!store
+        .delete_subscription(&a, SubscriptionKind::VulnUpdate, &tag)
+        .await
+        .unwrap());
+    assert_eq!(store.list_subscriptions(&a).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .subscriptions_for(SubscriptionKind::VulnUpdate, &tag)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+
+    // Watched tags over the shards, and repositories.
+    let tags: Vec<String> = (0..40).map(|i| format!("{x}reg/app:{i:02}")).collect();
+    for t in &tags {
+        store
+            .put_watched_tag(&WatchedTag {
+                account: DEFAULT_ACCOUNT.into(),
+                tag: t.clone(),
+                interval_secs: Some(5),
+                active: true,
+                from_repo: None,
+                digest: None,
+                last_checked_at: None,
+                last_error: None,
+                failures: 0,
+                created_at: 1,
+            })
+            .await
+            .unwrap();
+    }
+    let listed: Vec<String> = store
+        .list_watched_tags()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|w| w.tag)
+        .filter(|t| t.starts_with(x))
+        .collect();
+    assert_eq!(listed, tags, "every watched tag once, in order");
+    let mut w = store.get_watched_tag(&tags[3]).await.unwrap().unwrap();
+    w.digest = Some("sha256:new".into());
+    store.put_watched_tag(&w).await.unwrap();
+    assert_eq!(store.get_watched_tag(&tags[3]).await.unwrap().unwrap(), w);
+    store.delete_watched_tag(&tags[3]).await.unwrap();
+    assert!(store.get_watched_tag(&tags[3]).await.unwrap().is_none());
+
+    let repo = WatchedRepo {
+        account: DEFAULT_ACCOUNT.into(),
+        repo: format!("{x}reg/app"),
+        interval_secs: None,
+        active: true,
+        autosubscribe: true,
+        tag_filter: None,
+        tags: vec!["1".into()],
+        last_checked_at: Some(3),
+        last_error: None,
+        failures: 0,
+        created_at: 1,
+    };
+    store.put_watched_repo(&repo).await.unwrap();
+    assert_eq!(
+        store.get_watched_repo(&repo.repo).await.unwrap(),
+        Some(repo.clone())
+    );
+    assert!(store.list_watched_repos().await.unwrap().contains(&repo));
+    store.delete_watched_repo(&repo.repo).await.unwrap();
+    assert!(store.get_watched_repo(&repo.repo).await.unwrap().is_none());
+
+    // Tag history: oldest first, bounded; the same entry twice is one row.
+    for i in 0..(crate::typed::watch::TAG_HISTORY_LIMIT as i64 + 5) {
+        let e = TagHistoryEntry {
+            tag: tag.clone(),
+            digest: format!("sha256:{i:04}"),
+            seen_at: 1_000 + i,
+        };
+        store.add_tag_history(&e).await.unwrap();
+        store.add_tag_history(&e).await.unwrap();
+    }
+    let h = store.tag_history(&tag).await.unwrap();
+    assert_eq!(
+        h.len(),
+        crate::typed::watch::TAG_HISTORY_LIMIT,
+        "history bounded"
+    );
+    assert_eq!(h[0].digest, "sha256:0005", "the oldest entries go first");
+    assert_eq!(h.last().unwrap().digest, "sha256:0104");
+
+    let removed = RemovedTag {
+        repo: repo.repo.clone(),
+        tag: "old".into(),
+        last_digest: Some("sha256:1".into()),
+        removed_at: 9,
+    };
+    store.add_removed_tag(&removed).await.unwrap();
+    assert_eq!(store.removed_tags(&repo.repo).await.unwrap(), vec![removed]);
+
+    // Ingestion: progress and first-time marks.
+    let id = format!("{x}ingest");
+    assert!(store.get_ingest_progress(&id).await.unwrap().is_none());
+    let p = IngestProgress {
+        id: id.clone(),
+        registry: "reg".into(),
+        prefix: String::new(),
+        state: IngestState::Running,
+        repositories: 3,
+        repositories_done: 1,
+        cursor: Some("a/b".into()),
+        catalog_complete: false,
+        queued: 2,
+        skipped: 1,
+        errors: 0,
+        last_error: None,
+        started_at: 1,
+        updated_at: 2,
+    };
+    store.put_ingest_progress(&p).await.unwrap();
+    assert_eq!(
+        store.get_ingest_progress(&id).await.unwrap(),
+        Some(p.clone())
+    );
+    assert!(store.list_ingest_progress().await.unwrap().contains(&p));
+    assert!(!store.was_ingested(&id, "sha256:aa").await.unwrap());
+    assert!(store.mark_ingested(&id, "sha256:aa").await.unwrap());
+    assert!(
+        !store.mark_ingested(&id, "sha256:aa").await.unwrap(),
+        "second mark is not first"
+    );
+    assert!(store.was_ingested(&id, "sha256:aa").await.unwrap());
+    assert!(!store
+        .was_ingested(&format!("{x}other"), "sha256:aa")
+        .await
+        .unwrap());
+}
+
+async fn typed_events(store: &Store, x: &str) {
+    use vigil_contracts::watch::*;
+    const DAY: i64 = 86_400_000;
+    // Far in the past, so that this run's days are its own (and prunable).
+    let base = 1_000 * DAY + (x.len() as i64 % 7) * DAY;
+    let ev = |i: i64, level, kind: &str| Event {
+        id: format!("{x}e{i}"),
+        account: DEFAULT_ACCOUNT.into(),
+        level,
+        kind: kind.into(),
+        resource: format!("{x}res{}", i % 2),
+        message: format!("event {i}"),
+        details: Default::default(),
+        at: base + i * (DAY / 2),
+    };
+    for i in 0..6 {
+        let level = if i % 3 == 0 {
+            EventLevel::Error
+        } else {
+            EventLevel::Info
+        };
+        store
+            .put_event(&ev(i, level, if i < 3 { "a" } else { "b" }))
+            .await
+            .unwrap();
+    }
+    store
+        .put_event(&ev(5, EventLevel::Info, "b"))
+        .await
+        .unwrap();
+    let window = EventFilter {
+        since: Some(base),
+        until: Some(base + 10 * DAY),
+        resource: Some(x.to_string()),
+        ..Default::default()
+    };
+    let all = store.list_events(&window, base + DAY).await.unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.id.clone()).collect::<Vec<_>>(),
+        (0..6).rev().map(|i| format!("{x}e{i}")).collect::<Vec<_>>(),
+        "every event once, newest first, across days"
+    );
+    let errors = store
+        .list_events(
+            &EventFilter {
+                level: Some(EventLevel::Error),
+                ..window.clone()
+            },
+            0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(errors.len(), 2);
+    let kind_b = store
+        .list_events(
+            &EventFilter {
+                kind: Some("b".into()),
+                limit: Some(2),
+                ..window.clone()
+            },
+            0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        kind_b.iter().map(|e| e.id.clone()).collect::<Vec<_>>(),
+        [format!("{x}e5"), format!("{x}e4")]
+    );
+    let res1 = store
+        .list_events(
+            &EventFilter {
+                resource: Some(format!("{x}res1")),
+                ..window.clone()
+            },
+            0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(res1.len(), 3);
+    // Pruning drops whole days before the cutoff.
+    store.prune_events(base + DAY).await.unwrap();
+    let left = store.list_events(&window, 0).await.unwrap();
+    assert_eq!(
+        left.iter().map(|e| e.id.clone()).collect::<Vec<_>>(),
+        (2..6).rev().map(|i| format!("{x}e{i}")).collect::<Vec<_>>(),
+        "events of the pruned day are gone, the rest stay"
+    );
+    store.prune_events(base + 10 * DAY).await.unwrap();
+}
+
+async fn typed_deliveries(store: &Store, x: &str) {
+    use vigil_contracts::watch::*;
+    let n = Notification {
+        id: format!("{x}n1"),
+        kind: NotificationKind::VulnUpdate,
+        subscription_key: "reg/app:1".into(),
+        image_digest: None,
+        request_id: None,
+        payload: NotificationPayload::TagUpdate {
+            previous_digests: vec![],
+            current_digest: "sha256:1".into(),
+        },
+        created_at: 1,
+    };
+    let endpoint = format!("{x}general");
+    let task = DeliveryTask {
+        endpoint: endpoint.clone(),
+        account: DEFAULT_ACCOUNT.into(),
+        body: DeliveryBody::Notification(n.clone()),
+        queued_at: 1,
+    };
+    let log = DeliveryLog {
+        delivery_id: task.delivery_id(),
+        endpoint: endpoint.clone(),
+        account: DEFAULT_ACCOUNT.into(),
+        body_id: n.id.clone(),
+        body_type: "vuln_update".into(),
+        url: "http://h/".into(),
+        state: DeliveryState::Pending,
+        attempts: vec![DeliveryAttempt {
+            at: 2,
+            status: Some(500),
+            error: None,
+            took_ms: 3,
+        }],
+        attempt_count: 1,
+        last_error: Some("500".into()),
+        first_attempt_at: 2,
+        updated_at: 2,
+    };
+    store.put_delivery_log(&log).await.unwrap();
+    assert_eq!(store.delivery_logs(&n.id).await.unwrap(), vec![log.clone()]);
+    assert_eq!(
+        store
+            .get_delivery_log(&n.id, &log.delivery_id)
+            .await
+            .unwrap(),
+        Some(log.clone())
+    );
+    let dead = DeadDelivery {
+        task: task.clone(),
+        attempts: 9,
+        last_error: Some("timeout".into()),
+        given_up_at: 5,
+    };
+    store.put_dead_delivery(&dead).await.unwrap();
+    assert_eq!(
+        store.list_dead_deliveries(Some(&endpoint)).await.unwrap(),
+        vec![dead.clone()]
+    );
+    assert!(store
+        .list_dead_deliveries(None)
+        .await
+        .unwrap()
+        .contains(&dead));
+    store
+        .delete_dead_delivery(&endpoint, &task.delivery_id())
+        .await
+        .unwrap();
+    assert!(store
+        .list_dead_deliveries(Some(&endpoint))
+        .await
+        .unwrap()
+        .is_empty());
 }

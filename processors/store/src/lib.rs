@@ -31,6 +31,7 @@ mod typed;
 
 pub use backend::{Backend, Table};
 pub use jetstream_backend::JetStreamBackend;
+pub use typed::watch::{utc_day, EventFilter};
 pub use typed::Store;
 
 /// Errors of the store.

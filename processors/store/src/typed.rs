@@ -838,6 +838,8 @@ impl Store {
     }
 }
 
+pub mod watch;
+
 #[cfg(test)]
 mod tests {
     use super::*;
