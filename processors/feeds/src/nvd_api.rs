@@ -260,7 +260,7 @@ pub async fn sync_nvd_api(
     }
     Ok(Some(FeedDelta {
         feed: feed.to_string(),
-        sync_id: hash,
+        sync_id: crate::sync::delta_id(previous.as_ref(), &hash),
         changed,
         synced_at,
     }))

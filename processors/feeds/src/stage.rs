@@ -3,8 +3,10 @@
 use async_trait::async_trait;
 use tracing::Instrument;
 use vigil_contracts::codec;
+use vigil_contracts::watch::{event_kind, EventLevel};
 use vigil_contracts::{FailureKind, FeedDelta, FeedSyncRequest, StageName, Subject};
-use vigil_runtime::{Outgoing, Stage, StageError};
+use vigil_runtime::events::{event, EventLog};
+use vigil_runtime::{now_millis, Outgoing, Stage, StageError};
 use vigil_store::Store;
 
 use crate::config::FeedsConfig;
@@ -19,15 +21,24 @@ pub struct FeedsStage {
     config: FeedsConfig,
     store: Store,
     lease: Option<FeedLease>,
+    events: EventLog,
 }
 
 impl FeedsStage {
     pub fn new(config: FeedsConfig, store: Store) -> Self {
         FeedsStage {
+            events: EventLog::new(store.clone()),
             config,
             store,
             lease: None,
         }
+    }
+
+    /// Where `feed_sync_started` / `_completed` / `_failed` events go (stored always;
+    /// published at once with a publisher, else with the handler's outputs).
+    pub fn with_events(mut self, events: EventLog) -> Self {
+        self.events = events;
+        self
     }
 
     /// Sync only while holding the cluster-wide lease: a request arriving while another
@@ -117,6 +128,26 @@ impl FeedsStage {
     ) -> Result<Vec<Outgoing>, StageError> {
         async {
             let progress = |m: &str| tracing::info!("{m}");
+            let started_at = now_millis();
+            let names: Vec<String> = if req.feeds.is_empty() {
+                self.config.feeds.iter().map(|f| f.name.clone()).collect()
+            } else {
+                req.feeds.clone()
+            };
+            let resource = names.join(",");
+            let mut out = Vec::new();
+            out.extend(
+                self.events
+                    .emit(&event(
+                        EventLevel::Info,
+                        event_kind::FEED_SYNC_STARTED,
+                        &resource,
+                        format!("feed sync of {resource} started"),
+                        "",
+                        started_at,
+                    ))
+                    .await?,
+            );
             let report = sync_selected(&self.config, &req.feeds, &self.store, &progress)
                 .await
                 .map_err(|e| match e {
@@ -125,6 +156,21 @@ impl FeedsStage {
                     }
                     e => StageError::new(FailureKind::Upstream, e.to_string()),
                 })?;
+            let finished_at = now_millis().max(started_at + 1);
+            for e in &report.errors {
+                out.extend(
+                    self.events
+                        .emit(&event(
+                            EventLevel::Error,
+                            event_kind::FEED_SYNC_FAILED,
+                            &resource,
+                            format!("feed sync failed: {e}"),
+                            &e.to_string(),
+                            finished_at,
+                        ))
+                        .await?,
+                );
+            }
             if report.deltas.is_empty() && !report.errors.is_empty() {
                 let msg = report
                     .errors
@@ -143,7 +189,22 @@ impl FeedsStage {
                 };
                 return Err(StageError::new(kind, msg));
             }
-            let mut out = Vec::new();
+            let changed: usize = report.deltas.iter().map(|d| d.changed.len()).sum();
+            out.extend(
+                self.events
+                    .emit(&event(
+                        EventLevel::Info,
+                        event_kind::FEED_SYNC_COMPLETED,
+                        &resource,
+                        format!(
+                            "feed sync of {resource} completed: {} feeds changed, {changed} package keys",
+                            report.deltas.len()
+                        ),
+                        "",
+                        finished_at,
+                    ))
+                    .await?,
+            );
             for d in &report.deltas {
                 out.extend(delta_messages(d)?);
             }

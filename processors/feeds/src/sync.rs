@@ -353,6 +353,10 @@ async fn sync_feed_warn(
         StoreMode::Full
     };
 
+    // The delta's id names the transition (the content before and after), not the new
+    // content alone: a feed that returns to earlier content (an advisory withdrawn, then
+    // restored) is a new change, not a duplicate of the first delta's message id.
+    let sync_id = delta_id(previous.as_ref(), &hash);
     let (changed, namespaces) = store_grouped(store, feed, &grouped, mode, progress).await?;
     let synced_at = now_millis();
     store
@@ -376,7 +380,7 @@ async fn sync_feed_warn(
     Ok((
         Some(FeedDelta {
             feed: feed.to_string(),
-            sync_id: hash,
+            sync_id,
             changed,
             synced_at,
         }),
@@ -417,6 +421,18 @@ pub struct SyncReport {
     /// What the synced feeds skipped, one `<feed>: warning: …` line each (also sent to
     /// the progress callback).
     pub warnings: Vec<String>,
+}
+
+/// The id of a feed delta (and of its messages): the transition from the state stored
+/// before (its content hash and the time of that sync; `None`: the first sync) to the new
+/// content. Every sync that changes something gets a new id, also when the content goes
+/// back and forth between the same versions.
+pub fn delta_id(before: Option<&FeedState>, after: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let (hash, at) = before
+        .map(|b| (b.content_hash.as_deref().unwrap_or(""), b.last_sync))
+        .unwrap_or(("", 0));
+    hex::encode(Sha256::digest(format!("{hash}\0{at}\0{after}").as_bytes()))
 }
 
 /// Sync the named feeds (all when `only` is empty), one after the other.

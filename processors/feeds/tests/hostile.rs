@@ -556,8 +556,8 @@ async fn sync_resumes_after_a_truncated_zip() {
     }
     let state = st.get_feed_state("osv-go").await.unwrap().unwrap();
     assert_eq!(
-        state.content_hash.as_deref(),
-        Some(deltas[0].sync_id.as_str())
+        deltas[0].sync_id,
+        vigil_feeds::sync::delta_id(None, state.content_hash.as_deref().unwrap())
     );
     assert_eq!(state.url, src.url);
     assert_eq!(state.record_count, expected_count);

@@ -67,8 +67,8 @@ async fn incremental_sync_and_rematch() {
     assert!(deltas[1].changed.contains(&key("debian:12", "sope")));
     let state = st.get_feed_state("alpine-3.19").await.unwrap().unwrap();
     assert_eq!(
-        state.content_hash.as_deref(),
-        Some(deltas[0].sync_id.as_str())
+        deltas[0].sync_id,
+        vigil_feeds::sync::delta_id(None, state.content_hash.as_deref().unwrap())
     );
     assert_eq!(state.namespaces.keys().collect::<Vec<_>>(), ["alpine:3.19"]);
     assert!(state.record_count > 80);
@@ -213,6 +213,65 @@ async fn incremental_sync_and_rematch() {
 /// images with one read per key; an image that fails inside a batch is split off into a
 /// re-match message of its own (so that its retries and dead letter are its own) while the
 /// others go on; a batch whose every image fails is retried as a whole.
+/// Defect: a re-match's output was identified by its diff alone, so the same change
+/// recurring (an advisory dropped, restored, dropped again) carried the id of the first
+/// one and JetStream dropped it as a duplicate: the image's second `vuln_update` was lost.
+#[tokio::test]
+async fn a_recurring_change_is_announced_each_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let st = store(&tmp);
+    let alpine = tmp.path().join("alpine-3.19.json");
+    std::fs::copy(feeds_dir().join("alpine/v3.19/main.json"), &alpine).unwrap();
+    let full = std::fs::read(&alpine).unwrap();
+    let mut doc: Value = serde_json::from_slice(&full).unwrap();
+    for p in doc["packages"].as_array_mut().unwrap() {
+        if p["pkg"]["name"] == "busybox" {
+            p["pkg"]["secfixes"]
+                .as_object_mut()
+                .unwrap()
+                .remove("1.36.1-r16");
+        }
+    }
+    let dropped = serde_json::to_vec(&doc).unwrap();
+    let config = FeedsConfig {
+        feeds: vec![FeedSource::new(
+            FeedKind::Alpine,
+            "alpine-3.19",
+            format!("file://{}", alpine.display()),
+        )],
+    };
+    sync(&config, &st, &quiet).await.unwrap();
+    let ms = MatchStage::new(st.clone());
+    let d = "sha256:c1";
+    st.put_analysis(&analysis(
+        d,
+        Some(distro("alpine", "3.19.1")),
+        vec![pkg(PackageType::Apk, "busybox", "1.36.1-r15")],
+    ))
+    .await
+    .unwrap();
+    ms.match_image(d).await.unwrap();
+    let mut announced = Vec::new();
+    for content in [&dropped, &full, &dropped] {
+        std::fs::write(&alpine, content).unwrap();
+        let deltas = sync(&config, &st, &quiet).await.unwrap();
+        let fan = ms
+            .handle(&Subject::FeedsUpdated, &codec::encode(&deltas[0]).unwrap())
+            .await
+            .unwrap();
+        let mut outs = Vec::new();
+        for o in &fan {
+            outs.extend(ms.handle(&o.subject, &o.payload).await.unwrap());
+        }
+        assert_eq!(outs.len(), 1, "one re-match output per change");
+        announced.push(outs.remove(0).msg_id);
+    }
+    assert_ne!(
+        announced[0], announced[2],
+        "the same change a second time is a new message"
+    );
+}
+
 #[tokio::test]
 async fn rematch_batches_split_failures() {
     let tmp = tempfile::tempdir().unwrap();
@@ -348,22 +407,116 @@ async fn feeds_stage_publishes_deltas() {
     let stage = FeedsStage::new(config, st.clone());
     let req = codec::encode(&FeedSyncRequest::default()).unwrap();
     let out = stage.handle(&Subject::FeedsSync, &req).await.unwrap();
-    assert_eq!(out.len(), 1);
-    assert_eq!(out[0].subject, Subject::FeedsUpdated);
-    let d: FeedDelta = codec::decode(&out[0].payload).unwrap();
+    let subjects: Vec<_> = out.iter().map(|o| o.subject.clone()).collect();
+    assert_eq!(
+        subjects,
+        [
+            Subject::Event("feed_sync_started".into()),
+            Subject::Event("feed_sync_completed".into()),
+            Subject::FeedsUpdated
+        ]
+    );
+    let d: FeedDelta = codec::decode(&out[2].payload).unwrap();
     assert_eq!(d.feed, "debian");
-    assert!(out[0].msg_id.contains(&d.sync_id));
-    assert!(stage
-        .handle(&Subject::FeedsSync, &req)
+    assert!(out[2].msg_id.contains(&d.sync_id));
+    let done: vigil_contracts::watch::Event = codec::decode(&out[1].payload).unwrap();
+    assert_eq!(done.resource, "debian");
+    assert!(done.message.contains("1 feeds changed"), "{}", done.message);
+    // Unchanged the second time: the events, no delta.
+    let again = stage.handle(&Subject::FeedsSync, &req).await.unwrap();
+    assert!(again.iter().all(|o| matches!(o.subject, Subject::Event(_))));
+    // Events are stored as well (two syncs: four events).
+    let stored = st
+        .list_events(&vigil_store::EventFilter::default(), i64::MAX / 2)
         .await
-        .unwrap()
-        .is_empty());
+        .unwrap();
+    assert_eq!(
+        stored.len(),
+        0,
+        "events older than the default window are not listed"
+    );
+    let stored = st
+        .list_events(
+            &vigil_store::EventFilter {
+                since: Some(0),
+                ..Default::default()
+            },
+            vigil_runtime::now_millis(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 4, "{stored:?}");
     let bad = codec::encode(&FeedSyncRequest {
         feeds: vec!["nope".into()],
     })
     .unwrap();
     let e = stage.handle(&Subject::FeedsSync, &bad).await.unwrap_err();
     assert_eq!(e.kind, FailureKind::InvalidRequest);
+}
+
+/// Defect: a delta's id was the hash of the feed content alone, so a feed that went back
+/// to content it had before (an advisory withdrawn, then restored) published a delta
+/// with the id of the earlier one, which JetStream dropped as a duplicate within its
+/// 20-minute window: the affected images were never re-matched.
+#[tokio::test]
+async fn content_that_returns_gets_a_new_delta_id() {
+    let tmp = tempfile::tempdir().unwrap();
+    let st = store(&tmp);
+    let full = std::fs::read_to_string(feeds_dir().join("debian/tracker.json")).unwrap();
+    let mut other: serde_json::Value = serde_json::from_str(&full).unwrap();
+    other.as_object_mut().unwrap().remove("sope");
+    let path = tmp.path().join("tracker.json");
+    let config = FeedsConfig {
+        feeds: vec![FeedSource::new(
+            FeedKind::Debian,
+            "debian",
+            path.display().to_string(),
+        )],
+    };
+    let mut ids = Vec::new();
+    for content in [full.clone(), other.to_string(), full] {
+        std::fs::write(&path, content).unwrap();
+        let deltas = sync(&config, &st, &quiet).await.unwrap();
+        assert_eq!(deltas.len(), 1);
+        ids.push(deltas[0].sync_id.clone());
+    }
+    assert_ne!(ids[0], ids[2], "A → B → A: the second A is a new change");
+    assert_ne!(ids[0], ids[1]);
+    assert_ne!(ids[1], ids[2]);
+}
+
+#[tokio::test]
+async fn failed_feed_sync_is_an_event() {
+    let tmp = tempfile::tempdir().unwrap();
+    let st = store(&tmp);
+    let config = FeedsConfig {
+        feeds: vec![FeedSource::new(
+            FeedKind::Debian,
+            "debian",
+            tmp.path().join("missing.json").display().to_string(),
+        )],
+    };
+    let stage = FeedsStage::new(config, st.clone());
+    let req = codec::encode(&FeedSyncRequest::default()).unwrap();
+    stage.handle(&Subject::FeedsSync, &req).await.unwrap_err();
+    let events = st
+        .list_events(
+            &vigil_store::EventFilter {
+                since: Some(0),
+                level: Some(vigil_contracts::watch::EventLevel::Error),
+                ..Default::default()
+            },
+            vigil_runtime::now_millis(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].kind, "feed_sync_failed");
+    assert!(
+        events[0].message.contains("missing.json"),
+        "{}",
+        events[0].message
+    );
 }
 
 #[tokio::test]

@@ -266,7 +266,10 @@ impl MatchStage {
                     false,
                 )
                 .await?;
-            return Ok(rematched(msg.image_digest, m)?.into_iter().collect());
+            let cause = msg.cause.clone().unwrap_or_default();
+            return Ok(rematched(&cause, msg.image_digest, m)?
+                .into_iter()
+                .collect());
         };
         let m = self.match_image_for(&msg.image_digest, Some(input)).await?;
         let id = format!("match:{}:{}", request.request_id, msg.image_digest);
@@ -332,7 +335,7 @@ impl MatchStage {
         let mut failed = Vec::new();
         for (digest, r) in results {
             match r {
-                Ok(m) => outs.extend(rematched(digest, m)?),
+                Ok(m) => outs.extend(rematched(&msg.cause, digest, m)?),
                 Err(e) => {
                     tracing::warn!(image = %digest, error = %e.message, "re-match failed; retried on its own");
                     failed.push((digest, e));
@@ -392,13 +395,22 @@ impl MatchStage {
 }
 
 /// What a re-match hands on: nothing when the findings did not change. The id names the
-/// change, so that a redelivery publishes nothing new while a later, different change of
-/// the same image still goes out.
-fn rematched(image_digest: String, m: ImageMatch) -> Result<Option<Outgoing>, StageError> {
+/// feed change that caused it and the change of findings, so that a redelivery publishes
+/// nothing new while a later change of the same image still goes out, even one with the
+/// same findings as an earlier one (an advisory dropped, restored and dropped again).
+fn rematched(
+    cause: &str,
+    image_digest: String,
+    m: ImageMatch,
+) -> Result<Option<Outgoing>, StageError> {
     if m.diff.is_empty() {
         return Ok(None);
     }
-    let id = format!("rematched:{image_digest}:{}", diff_id(&m.diff));
+    let id = format!(
+        "rematched:{image_digest}:{}:{}",
+        images_id(&[cause.to_string()]),
+        diff_id(&m.diff)
+    );
     let out = MatchedImage {
         request: None,
         image_digest,
