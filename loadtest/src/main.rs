@@ -3,6 +3,15 @@
 //! `cargo run --release -p vigil-loadtest -- rematch [--images 10000] [--affected 1000]
 //! [--packages 50] [--concurrency 16] [--nats URL] [--store embedded|jetstream]`
 //!
+//! With `--webhook`, every affected image is subscribed (`vuln_update`) and a webhook
+//! receiver on this machine takes the deliveries: also prints the p50/p99 latency from
+//! the delta to the webhook's receipt.
+//!
+//! `cargo run --release -p vigil-loadtest -- ingest [--repos 300]`: N tiny images
+//! in N repositories of a local registry, `vigil run all` on a nats-server, then `vigil
+//! ingest` of the registry twice: cold (every image scanned) and again with a new id
+//! (every image analysed before): prints images per second for both.
+//!
 //! `cargo run --release -p vigil-loadtest -- throughput [--images 1000] [--bases 10]`:
 //! a whole deployment on this machine (3-node nats-server cluster, every stage in its own
 //! `vigil run` process, two replicas of extract and match, JetStream store, R3), N
@@ -46,6 +55,9 @@ struct Args {
     concurrency: usize,
     nats: Option<String>,
     jetstream_store: bool,
+    /// Also subscribe every affected image and deliver its `vuln_update` to a webhook
+    /// receiver on this machine: prints the advisory-to-webhook latency.
+    webhook: bool,
 }
 
 fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args> {
@@ -56,6 +68,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args> {
         concurrency: 16,
         nats: None,
         jetstream_store: false,
+        webhook: false,
     };
     while let Some(flag) = it.next() {
         let mut val = || it.next().with_context(|| format!("{flag} needs a value"));
@@ -65,6 +78,7 @@ fn parse_args(mut it: impl Iterator<Item = String>) -> Result<Args> {
             "--packages" => a.packages = val()?.parse()?,
             "--concurrency" => a.concurrency = val()?.parse()?,
             "--nats" => a.nats = Some(val()?),
+            "--webhook" => a.webhook = true,
             "--store" => {
                 a.jetstream_store = match val()?.as_str() {
                     "embedded" => false,
@@ -106,6 +120,16 @@ fn main() -> Result<()> {
             }
             throughput(images, bases.max(1))
         }
+        Some("ingest") => {
+            let mut repos = 300usize;
+            while let Some(flag) = argv.next() {
+                match flag.as_str() {
+                    "--repos" => repos = argv.next().context("--repos needs a value")?.parse()?,
+                    other => bail!("unknown option {other}"),
+                }
+            }
+            ingest(repos)
+        }
         Some("chaos") => {
             let mut requests = 200usize;
             while let Some(flag) = argv.next() {
@@ -139,6 +163,94 @@ fn chaos(requests: usize) -> Result<()> {
         bail!("the chaos run lost, duplicated or failed requests");
     }
     Ok(())
+}
+
+/// Registry ingestion throughput: cold (every image scanned) and warm (all analysed).
+fn ingest(repos: usize) -> Result<()> {
+    let nats = vigil_testkit::Nats::start();
+    let registry = vigil_testkit::Registry::start(Default::default());
+    let host = registry.host();
+    let t = Instant::now();
+    let images: Vec<(String, String, String)> = (0..repos)
+        .map(|i| {
+            (
+                format!("load/app-{i:05}"),
+                "latest".to_string(),
+                format!("salt-{i}"),
+            )
+        })
+        .collect();
+    vigil_testkit::tiny_images::push_tiny_many(&host, &images);
+    println!(
+        "pushed {repos} tiny images in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let v = vigil_e2e::Vigil::new()
+        .env("VIGIL_NATS__URL", &nats.url())
+        .env("VIGIL_NATS__CONCURRENCY", "8")
+        .env("VIGIL_WATCH__INGEST_RATE_PER_SEC", "1000")
+        .env("VIGIL_WATCH__INGEST_BURST", "100")
+        .env("VIGIL_WATCH__SCAN_RATE_PER_SEC", "1000");
+    let mut runner = v.spawn(&["run", "all"], "run.log");
+    let measured = (|| -> Result<()> {
+        let rt = tokio::runtime::Runtime::new()?;
+        let mut notes = vigil_e2e::subscribe(&rt, &nats.url(), "vigil.notify.analysis_update");
+        std::thread::sleep(Duration::from_secs(3));
+        let timed_ingest = |id: &str| -> Result<(Duration, serde_json::Value)> {
+            let t = Instant::now();
+            let out = v.run(&[
+                "ingest",
+                &host,
+                "--tags",
+                "all",
+                "--id",
+                id,
+                "-o",
+                "json",
+                "--timeout",
+                "1800",
+            ]);
+            if !out.status.success() {
+                bail!(
+                    "vigil ingest: {}\n{}",
+                    String::from_utf8_lossy(&out.stderr),
+                    v.log("run.log")
+                );
+            }
+            Ok((t.elapsed(), serde_json::from_slice(&out.stdout)?))
+        };
+        let t = Instant::now();
+        let (walk, progress) = timed_ingest("cold")?;
+        let mut scanned = 0usize;
+        while scanned < repos {
+            let left = Duration::from_secs(1800).saturating_sub(t.elapsed());
+            match rt.block_on(async { tokio::time::timeout(left, notes.next()).await }) {
+                Ok(Some(_)) => scanned += 1,
+                _ => bail!("{scanned} of {repos} images scanned\n{}", v.log("run.log")),
+            }
+        }
+        let cold = t.elapsed();
+        println!(
+            "ingest cold: {repos} images queued {} in {:.1} s (walk), all scanned after {:.1} s = {:.1} images/s",
+            progress["queued"],
+            walk.as_secs_f64(),
+            cold.as_secs_f64(),
+            repos as f64 / cold.as_secs_f64()
+        );
+        let (warm, progress) = timed_ingest("warm")?;
+        println!(
+            "ingest warm (everything analysed): {repos} images, {} skipped, in {:.1} s = {:.1} images/s",
+            progress["skipped"],
+            warm.as_secs_f64(),
+            repos as f64 / warm.as_secs_f64()
+        );
+        if progress["skipped"] != repos as u64 {
+            bail!("the warm ingestion did not skip every image: {progress}");
+        }
+        Ok(())
+    })();
+    vigil_e2e::terminate(&mut runner);
+    measured
 }
 
 fn percentile(sorted: &[i64], p: f64) -> i64 {
@@ -368,16 +480,61 @@ async fn rematch(args: Args) -> Result<()> {
     runner.concurrency = args.concurrency;
     jetstream::ensure_streams(runner.context(), &subjects, &Default::default()).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
+    let receiver = args.webhook.then(vigil_e2e::receiver::Receiver::start);
+    let mut deliver = vigil_deliver::DeliverConfig::default();
+    if let Some(r) = &receiver {
+        deliver.webhooks.insert(
+            "general".into(),
+            vigil_deliver::WebhookConfig {
+                url: r.url("/hook/<notification_type>"),
+                secret: Some("loadtest".into()),
+                ..Default::default()
+            },
+        );
+        deliver.concurrency = args.concurrency;
+        for i in 0..args.affected {
+            let tag = analysis(i, 1, true).descriptor.image.full_tag();
+            store
+                .put_subscription(&vigil_contracts::watch::Subscription {
+                    account: vigil_contracts::watch::DEFAULT_ACCOUNT.into(),
+                    kind: vigil_contracts::watch::SubscriptionKind::VulnUpdate,
+                    key: tag,
+                    active: true,
+                    digests: Vec::new(),
+                    created_at: 0,
+                    updated_at: 0,
+                })
+                .await?;
+        }
+    }
     let stages: Vec<Arc<dyn Stage>> = vec![
         matcher.clone(),
         Arc::new(vigil_evaluate::EvaluateStage::new(store.clone())),
-        Arc::new(vigil_notify::NotifyStage::new(store.clone())),
+        Arc::new(vigil_notify::NotifyStage::new(store.clone()).with_deliver(deliver.clone())),
     ];
     let mut tasks = Vec::new();
+    if receiver.is_some() {
+        let d = vigil_deliver::Deliverer::new(
+            deliver,
+            store.clone(),
+            runner.context().clone(),
+            subjects.clone(),
+        );
+        let rx = stopped.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = d.run(rx).await {
+                eprintln!("deliverer: {e}");
+            }
+        }));
+    }
     for s in stages {
         let r = runner.clone();
         let rx = stopped.clone();
-        tasks.push(tokio::spawn(async move { r.run_stage(s, rx).await }));
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = r.run_stage(s, rx).await {
+                eprintln!("stage: {e}");
+            }
+        }));
     }
     let mut notes = client
         .subscribe(subjects.render(&Subject::Notify(
@@ -446,6 +603,49 @@ async fn rematch(args: Args) -> Result<()> {
     // Nothing beyond the affected images.
     if let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(500), notes.next()).await {
         bail!("more notifications than affected images");
+    }
+    if let Some(r) = &receiver {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        let got = loop {
+            let got = r.received();
+            if got.len() >= args.affected || Instant::now() >= deadline {
+                break got;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        if got.len() != args.affected {
+            bail!(
+                "{} of {} webhook deliveries arrived",
+                got.len(),
+                args.affected
+            );
+        }
+        let mut ids: Vec<&str> = got
+            .iter()
+            .filter_map(|g| g.header("x-vigil-notification-id"))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        if ids.len() != args.affected {
+            bail!(
+                "{} distinct notifications among {} deliveries",
+                ids.len(),
+                got.len()
+            );
+        }
+        let mut lat: Vec<f64> = got
+            .iter()
+            .map(|g| g.at.duration_since(t).as_secs_f64() * 1e3)
+            .collect();
+        lat.sort_by(f64::total_cmp);
+        let pct = |p: f64| lat[((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1];
+        println!(
+            "webhook delivery: {} notifications, advisory delta → webhook receipt p50 {:.0} ms, p99 {:.0} ms, last {:.0} ms",
+            lat.len(),
+            pct(0.50),
+            pct(0.99),
+            lat.last().copied().unwrap_or_default()
+        );
     }
     let _ = stop.send(true);
     for t in tasks {

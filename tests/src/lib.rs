@@ -2,6 +2,8 @@
 //! directory, against services started by `vigil_testkit`.
 
 pub mod cluster;
+pub mod receiver;
+pub mod sope;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -7,17 +7,30 @@
 //!   the stored one is what gets published;
 //! * notification ids and timestamps are derived from the content (kind, image digest, a
 //!   hash of the payload and the evaluation time), never from the clock.
+//!
+//! Every notification is published on NATS. It leaves NATS only for an active
+//! subscription (per account, type and tag; Anchore's model) and only when a webhook is
+//! configured for its type (or a `general` one): then one [`DeliveryTask`] per
+//! subscribed account goes to `<prefix>.deliver.<endpoint>`, a durable per-endpoint
+//! queue that `vigil-deliver` works off. The watch stage's `TagUpdated` and
+//! `RepoUpdated` become `tag_update` and `repo_update` notifications here, and a failed
+//! request becomes an `analysis_failed` event as well as its result.
 
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use sha2::{Digest, Sha256};
 use vigil_contracts::codec;
+use vigil_contracts::watch::{
+    event_kind, DeliveryBody, DeliveryTask, Event, EventLevel, RepoUpdated, TagUpdated,
+};
 use vigil_contracts::{Analysis, Record, VulnReport};
 use vigil_contracts::{
     EvaluatedImage, Failure, Notification, NotificationKind, NotificationPayload, ScanResult,
     ScanStatus, ScanSummary, StageFailed, StageName, Subject, UnixMillis,
 };
+use vigil_deliver::DeliverConfig;
+use vigil_runtime::events::event_id;
 use vigil_runtime::{now_millis, Outgoing, Stage, StageError};
 use vigil_store::Store;
 
@@ -89,11 +102,58 @@ pub fn notification_id(
 /// Builds results and notifications.
 pub struct NotifyStage {
     store: Store,
+    deliver: DeliverConfig,
 }
 
 impl NotifyStage {
     pub fn new(store: Store) -> Self {
-        NotifyStage { store }
+        NotifyStage {
+            store,
+            deliver: DeliverConfig::default(),
+        }
+    }
+
+    /// Route notifications of subscribed tags to the configured webhooks.
+    pub fn with_deliver(mut self, deliver: DeliverConfig) -> Self {
+        self.deliver = deliver;
+        self
+    }
+
+    /// The delivery tasks for a notification: one per account with an active matching
+    /// subscription, when a webhook takes its type.
+    async fn deliveries(&self, n: &Notification) -> Result<Vec<Outgoing>, StageError> {
+        let Some(endpoint) = self.deliver.endpoint_for(n.kind.as_str()) else {
+            return Ok(Vec::new());
+        };
+        let subs = self
+            .store
+            .subscriptions_for(n.kind.subscription(), &n.subscription_key)
+            .await?;
+        let mut outs = Vec::new();
+        for s in subs
+            .iter()
+            .filter(|s| s.matches_digest(n.image_digest.as_deref()))
+        {
+            let task = DeliveryTask {
+                endpoint: endpoint.to_string(),
+                account: s.account.clone(),
+                body: DeliveryBody::Notification(n.clone()),
+                // From the notification, not the clock: a redelivery publishes the same bytes.
+                queued_at: n.created_at,
+            };
+            outs.push(Outgoing::record(
+                Subject::Deliver(endpoint.to_string()),
+                task.delivery_id(),
+                &task,
+            )?);
+        }
+        Ok(outs)
+    }
+
+    /// Store an event and publish it on `<prefix>.event.<kind>`.
+    async fn event(&self, e: Event) -> Result<Outgoing, StageError> {
+        self.store.put_event(&e).await?;
+        Outgoing::record(Subject::Event(e.kind.clone()), e.id.clone(), &e)
     }
 
     /// Store the result once; on a redelivery the stored one is returned so that the
@@ -131,7 +191,7 @@ impl NotifyStage {
         request_id: Option<&str>,
         payload: NotificationPayload,
         at: UnixMillis,
-    ) -> Result<Outgoing, StageError> {
+    ) -> Result<Vec<Outgoing>, StageError> {
         let subject_key = image_digest.or(request_id).unwrap_or(subscription_key);
         let id = notification_id(kind, subject_key, &payload, at)?;
         let n = Notification {
@@ -144,7 +204,9 @@ impl NotifyStage {
             created_at: at,
         };
         self.store.put_notification(&n).await?;
-        Outgoing::record(Subject::Notify(kind), id, &n)
+        let mut outs = vec![Outgoing::record(Subject::Notify(kind), id, &n)?];
+        outs.extend(self.deliveries(&n).await?);
+        Ok(outs)
     }
 
     async fn handle_evaluated(&self, msg: EvaluatedImage) -> Result<Vec<Outgoing>, StageError> {
@@ -198,7 +260,7 @@ impl NotifyStage {
                 .await?;
             vigil_runtime::drop_off_thread(stored);
             outs.push(result);
-            outs.push(
+            outs.extend(
                 self.notification(
                     NotificationKind::AnalysisUpdate,
                     key,
@@ -216,7 +278,7 @@ impl NotifyStage {
         let request_id = msg.request.as_ref().map(|r| r.request_id.as_str());
 
         if let Some(diff) = msg.diff.as_ref().filter(|d| !d.is_empty()) {
-            outs.push(
+            outs.extend(
                 self.notification(
                     NotificationKind::VulnUpdate,
                     key,
@@ -230,7 +292,7 @@ impl NotifyStage {
         }
 
         if let Some(prev) = msg.previous_action.filter(|p| *p != ev.final_action) {
-            outs.push(
+            outs.extend(
                 self.notification(
                     NotificationKind::PolicyEval,
                     key,
@@ -268,6 +330,36 @@ impl NotifyStage {
         let failure: Failure = result.failure.clone().unwrap_or(msg.failure.clone());
         let mut outs = vec![message];
         outs.push(
+            self.event(Event {
+                id: event_id(
+                    event_kind::ANALYSIS_FAILED,
+                    &req.source,
+                    &req.request_id,
+                    result.completed_at,
+                ),
+                account: vigil_contracts::watch::DEFAULT_ACCOUNT.into(),
+                level: EventLevel::Error,
+                kind: event_kind::ANALYSIS_FAILED.into(),
+                resource: req.source.clone(),
+                message: format!(
+                    "analysis of {} failed in {}: {}",
+                    req.source, failure.stage, failure.message
+                ),
+                details: [
+                    ("request_id".to_string(), req.request_id.clone()),
+                    ("stage".to_string(), failure.stage.to_string()),
+                    (
+                        "image_digest".to_string(),
+                        msg.image_digest.clone().unwrap_or_default(),
+                    ),
+                ]
+                .into_iter()
+                .collect(),
+                at: result.completed_at,
+            })
+            .await?,
+        );
+        outs.extend(
             self.notification(
                 NotificationKind::AnalysisUpdate,
                 &req.source,
@@ -282,6 +374,38 @@ impl NotifyStage {
             .await?,
         );
         Ok(outs)
+    }
+}
+
+impl NotifyStage {
+    async fn handle_tag_updated(&self, msg: TagUpdated) -> Result<Vec<Outgoing>, StageError> {
+        self.notification(
+            NotificationKind::TagUpdate,
+            &msg.tag,
+            Some(&msg.digest),
+            None,
+            NotificationPayload::TagUpdate {
+                previous_digests: msg.previous_digests,
+                current_digest: msg.digest.clone(),
+            },
+            msg.at,
+        )
+        .await
+    }
+
+    async fn handle_repo_updated(&self, msg: RepoUpdated) -> Result<Vec<Outgoing>, StageError> {
+        self.notification(
+            NotificationKind::RepoUpdate,
+            &msg.repo,
+            None,
+            None,
+            NotificationPayload::RepoUpdate {
+                added_tags: msg.added,
+                removed_tags: msg.removed,
+            },
+            msg.at,
+        )
+        .await
     }
 }
 
@@ -300,6 +424,8 @@ impl Stage for NotifyStage {
         match header.record.as_str() {
             EvaluatedImage::KIND => self.handle_evaluated(codec::decode(payload)?).await,
             StageFailed::KIND => self.handle_failed(codec::decode(payload)?).await,
+            TagUpdated::KIND => self.handle_tag_updated(codec::decode(payload)?).await,
+            RepoUpdated::KIND => self.handle_repo_updated(codec::decode(payload)?).await,
             other => Err(NotifyError::UnexpectedRecord(other.to_string()).into()),
         }
     }

@@ -210,9 +210,26 @@ async fn stage_failed_gives_failed_result_and_analysis_failed() {
         subjects(&first),
         vec![
             Subject::Result("req-f".into()),
+            Subject::Event("analysis_failed".into()),
             Subject::Notify(NotificationKind::AnalysisUpdate)
         ]
     );
+    let event: watch::Event = codec::decode(&first[1].payload).unwrap();
+    assert_eq!(event.level, watch::EventLevel::Error);
+    assert_eq!(event.resource, "r.io/missing:1");
+    assert!(
+        event.message.contains("manifest unknown"),
+        "{}",
+        event.message
+    );
+    let stored = s
+        .list_events(
+            &vigil_store::EventFilter::default(),
+            vigil_runtime::now_millis(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(stored, vec![event]);
     let result: ScanResult = codec::decode(&first[0].payload).unwrap();
     assert_eq!(result.status, ScanStatus::Failed);
     assert_eq!(result.failure.as_ref(), Some(&failure));
@@ -329,4 +346,171 @@ async fn rejects_other_records_and_missing_analysis() {
         .await
         .unwrap_err();
     assert!(err.is_transient());
+}
+
+fn subscription(kind: watch::SubscriptionKind, key: &str, active: bool) -> watch::Subscription {
+    watch::Subscription {
+        account: "admin".into(),
+        kind,
+        key: key.into(),
+        active,
+        digests: Vec::new(),
+        created_at: 1,
+        updated_at: 1,
+    }
+}
+
+fn webhooks(names: &[&str]) -> vigil_deliver::DeliverConfig {
+    let mut c = vigil_deliver::DeliverConfig::default();
+    for n in names {
+        c.webhooks.insert(
+            n.to_string(),
+            vigil_deliver::WebhookConfig {
+                url: format!("http://127.0.0.1:9/{n}"),
+                ..Default::default()
+            },
+        );
+    }
+    c
+}
+
+fn vuln_diff_payload() -> Vec<u8> {
+    evaluated(
+        None,
+        Action::Go,
+        Some(Action::Go),
+        Some(VulnDiff {
+            added: vec![finding("CVE-9", Severity::Critical)],
+            ..Default::default()
+        }),
+    )
+}
+
+#[tokio::test]
+async fn notifications_leave_nats_only_for_active_subscriptions_with_a_webhook() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path()).await;
+    let payload = vuln_diff_payload();
+
+    // A webhook but no subscription: only the NATS notification.
+    let stage = NotifyStage::new(s.clone()).with_deliver(webhooks(&["general"]));
+    assert_eq!(
+        subjects(&handle(&stage, &payload).await),
+        vec![Subject::Notify(NotificationKind::VulnUpdate)]
+    );
+
+    // Subscribed but inactive: still nothing leaves.
+    let mut sub = subscription(watch::SubscriptionKind::VulnUpdate, TAG, false);
+    s.put_subscription(&sub).await.unwrap();
+    assert_eq!(handle(&stage, &payload).await.len(), 1);
+
+    // Active: one delivery to the general webhook, carrying the notification.
+    sub.active = true;
+    s.put_subscription(&sub).await.unwrap();
+    let outs = handle(&stage, &payload).await;
+    assert_eq!(
+        subjects(&outs),
+        vec![
+            Subject::Notify(NotificationKind::VulnUpdate),
+            Subject::Deliver("general".into())
+        ]
+    );
+    let task: watch::DeliveryTask = codec::decode(&outs[1].payload).unwrap();
+    let n: Notification = codec::decode(&outs[0].payload).unwrap();
+    assert_eq!(task.body, watch::DeliveryBody::Notification(n.clone()));
+    assert_eq!(task.account, "admin");
+    assert_eq!(outs[1].msg_id, task.delivery_id());
+    // A redelivery queues the same delivery (same id, same bytes).
+    assert_eq!(handle(&stage, &payload).await, outs);
+
+    // A type-specific webhook takes precedence over the general one.
+    let stage = NotifyStage::new(s.clone()).with_deliver(webhooks(&["general", "vuln_update"]));
+    let outs = handle(&stage, &payload).await;
+    assert_eq!(outs[1].subject, Subject::Deliver("vuln_update".into()));
+
+    // No webhook at all: nothing leaves although subscribed.
+    let stage = NotifyStage::new(s.clone());
+    assert_eq!(handle(&stage, &payload).await.len(), 1);
+
+    // A subscription for other digests does not match this image.
+    sub.digests = vec!["sha256:other".into()];
+    s.put_subscription(&sub).await.unwrap();
+    let stage = NotifyStage::new(s.clone()).with_deliver(webhooks(&["general"]));
+    assert_eq!(handle(&stage, &payload).await.len(), 1);
+    sub.digests = vec![DIGEST.into()];
+    s.put_subscription(&sub).await.unwrap();
+    assert_eq!(handle(&stage, &payload).await.len(), 2);
+
+    // A subscription of another type for the same tag does not let vuln_update out.
+    s.delete_subscription("admin", watch::SubscriptionKind::VulnUpdate, TAG)
+        .await
+        .unwrap();
+    s.put_subscription(&subscription(
+        watch::SubscriptionKind::PolicyEval,
+        TAG,
+        true,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(handle(&stage, &payload).await.len(), 1);
+}
+
+#[tokio::test]
+async fn tag_and_repo_updates_become_notifications() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(dir.path()).await;
+    s.put_subscription(&subscription(watch::SubscriptionKind::TagUpdate, TAG, true))
+        .await
+        .unwrap();
+    s.put_subscription(&subscription(
+        watch::SubscriptionKind::RepoUpdate,
+        "r.io/app",
+        true,
+    ))
+    .await
+    .unwrap();
+    let stage = NotifyStage::new(s.clone()).with_deliver(webhooks(&["tag_update", "general"]));
+    let tag = codec::encode(&watch::TagUpdated {
+        account: "admin".into(),
+        tag: TAG.into(),
+        previous_digests: vec!["sha256:old".into()],
+        digest: DIGEST.into(),
+        at: 5,
+    })
+    .unwrap();
+    let outs = handle(&stage, &tag).await;
+    assert_eq!(
+        subjects(&outs),
+        vec![
+            Subject::Notify(NotificationKind::TagUpdate),
+            Subject::Deliver("tag_update".into())
+        ]
+    );
+    let n: Notification = codec::decode(&outs[0].payload).unwrap();
+    assert_eq!(
+        n.payload,
+        NotificationPayload::TagUpdate {
+            previous_digests: vec!["sha256:old".into()],
+            current_digest: DIGEST.into()
+        }
+    );
+    assert_eq!(handle(&stage, &tag).await, outs);
+
+    let repo = codec::encode(&watch::RepoUpdated {
+        account: "admin".into(),
+        repo: "r.io/app".into(),
+        added: vec!["2".into()],
+        removed: vec!["0".into()],
+        at: 6,
+    })
+    .unwrap();
+    let outs = handle(&stage, &repo).await;
+    assert_eq!(
+        subjects(&outs),
+        vec![
+            Subject::Notify(NotificationKind::RepoUpdate),
+            Subject::Deliver("general".into())
+        ]
+    );
+    assert_eq!(s.list_notifications("r.io/app").await.unwrap().len(), 1);
 }

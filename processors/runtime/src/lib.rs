@@ -17,6 +17,7 @@
 
 pub mod blobs;
 pub mod config;
+pub mod events;
 pub mod failure;
 pub mod inprocess;
 pub mod jetstream;

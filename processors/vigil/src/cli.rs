@@ -59,12 +59,40 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: crate::policy_cmd::PolicyCmd,
     },
+    /// Watched tags: resolved on an interval, new digests scanned and announced.
+    Watch {
+        #[command(subcommand)]
+        cmd: crate::watch_cmd::WatchCmd,
+    },
+    /// Watched repositories: new tags added, removed tags recorded.
+    Repo {
+        #[command(subcommand)]
+        cmd: crate::watch_cmd::RepoCmd,
+    },
+    /// Subscriptions: which notifications leave NATS for the webhooks.
+    Subscription {
+        #[command(subcommand)]
+        cmd: crate::watch_cmd::SubscriptionCmd,
+    },
+    /// The event log (failed analyses and lookups, feed syncs, webhooks given up).
+    Event {
+        #[command(subcommand)]
+        cmd: crate::watch_cmd::EventCmd,
+    },
+    /// Webhooks: test sends, delivery logs, dead letters and their replay.
+    Notify {
+        #[command(subcommand)]
+        cmd: crate::deliver_cmd::NotifyCmd,
+    },
+    /// Scan a whole registry (or the repositories under a prefix) on the running cluster:
+    /// resumable, rate-limited, skipping what was analysed before.
+    Ingest(crate::deliver_cmd::IngestArgs),
     /// Vulnerability feeds.
     Feeds {
         #[command(subcommand)]
         cmd: FeedsCmd,
     },
-    /// Run stages as JetStream consumers: any of fetch extract analyze match evaluate notify feeds, or `all`.
+    /// Run stages as JetStream consumers: any of fetch extract analyze match evaluate notify feeds watch deliver, or `all`.
     Run {
         #[arg(required = true)]
         stages: Vec<String>,
@@ -196,6 +224,12 @@ pub async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Cmd::Sbom { scan: a } => scan(cfg, a, Format::CyclonedxJson).await,
         Cmd::Feeds { cmd } => feeds(cfg, cmd).await,
         Cmd::Policy { cmd } => crate::policy_cmd::run(cfg, cmd).await,
+        Cmd::Watch { cmd } => crate::watch_cmd::watch(cfg, cmd).await,
+        Cmd::Repo { cmd } => crate::watch_cmd::repo(cfg, cmd).await,
+        Cmd::Subscription { cmd } => crate::watch_cmd::subscription(cfg, cmd).await,
+        Cmd::Event { cmd } => crate::watch_cmd::event(cfg, cmd).await,
+        Cmd::Notify { cmd } => crate::deliver_cmd::notify(cfg, cmd).await,
+        Cmd::Ingest(a) => crate::deliver_cmd::ingest(cfg, a).await,
         Cmd::Run { stages, nats } => run(apply_nats(cfg, &nats), stages).await,
         Cmd::Submit {
             source,
@@ -341,7 +375,7 @@ async fn scan(mut cfg: Config, a: ScanArgs, default_format: Format) -> Result<Ex
         StageName::Evaluate,
         StageName::Notify,
     ] {
-        runner = runner.with_stage(wiring::stage(s, &cfg, &store, &blobs));
+        runner = runner.with_stage(wiring::stage(s, &cfg, &store, &blobs)?);
     }
     let interactive = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let started = std::time::Instant::now();
@@ -555,19 +589,24 @@ fn feed_specs(specs: &[String]) -> Result<vigil_feeds::FeedsConfig> {
 
 async fn run(cfg: Config, names: Vec<String>) -> Result<ExitCode> {
     let mut stages = Vec::new();
+    // The webhook deliverer is not a stage (its queues are per endpoint), but runs the same way.
+    let mut deliver = false;
     for n in &names {
         if n == "all" {
             stages.extend(StageName::ALL);
+            deliver = true;
+        } else if n == "deliver" {
+            deliver = true;
         } else {
             stages.push(StageName::parse(n).with_context(|| {
-                format!("unknown stage {n}: use fetch, extract, analyze, match, evaluate, notify, feeds or all")
+                format!("unknown stage {n}: use fetch, extract, analyze, match, evaluate, notify, feeds, watch, deliver or all")
             })?);
         }
     }
     stages.sort();
     stages.dedup();
     let store_kind = cfg.store.kind()?;
-    if !store_kind.is_shared() && stages.len() < StageName::ALL.len() {
+    if !store_kind.is_shared() && (stages.len() < StageName::ALL.len() || !deliver) {
         bail!(
             "`vigil run {}` on the embedded store: the embedded store is one file that one \
              process opens, so stages in other processes would keep their state apart and \
@@ -664,29 +703,91 @@ async fn run(cfg: Config, names: Vec<String>) -> Result<ExitCode> {
     );
     let (tx, rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
+    let mut side_tasks: Vec<tokio::task::JoinHandle<()>> = Vec::new();
+    if deliver {
+        let d = vigil_deliver::Deliverer::new(
+            cfg.deliver.clone(),
+            store.clone(),
+            runner.context().clone(),
+            subjects.clone(),
+        )
+        .with_stream_tuning(stream_tuning.clone());
+        let drx = rx.clone();
+        side_tasks.push(tokio::spawn(async move {
+            if let Err(e) = d.run(drx).await {
+                tracing::error!(error = %e, "the webhook deliverer stopped");
+                eprintln!("vigil: the webhook deliverer stopped: {e}");
+            }
+        }));
+    }
     for s in stages {
         let stage = if s == StageName::Feeds {
             // One syncer at a time in the cluster: a lease in a JetStream KV bucket.
-            let holder = format!(
-                "{}-{}",
-                std::env::var("HOSTNAME").unwrap_or_else(|_| "vigil".into()),
-                std::process::id()
-            );
             let lease = vigil_feeds::FeedLease::with_replicas(
                 runner.context(),
                 &format!("{}_feeds_lease", subjects.stream_prefix()),
                 "sync",
-                &holder,
+                &holder_id(),
                 Duration::from_secs(300),
                 replicas,
             )
             .await
             .context("opening the feed-sync lease bucket")?;
             Arc::new(
-                vigil_feeds::FeedsStage::new(cfg.feeds.clone(), store.clone()).with_lease(lease),
+                vigil_feeds::FeedsStage::new(cfg.feeds.clone(), store.clone())
+                    .with_lease(lease)
+                    .with_events(
+                        vigil_runtime::events::EventLog::new(store.clone())
+                            .with_publisher(runner.context().clone(), subjects.clone()),
+                    ),
             )
+        } else if s == StageName::Watch {
+            let publisher = vigil_watch::Publisher::new(runner.context().clone(), subjects.clone());
+            let watch_cfg = wiring::watch_config(&cfg);
+            let client = Arc::new(
+                watch_cfg
+                    .registry_client()
+                    .context("[watch]: building the registry client")?,
+            );
+            // One scheduler at a time in the cluster, like the feed syncer; the polls it
+            // publishes are work-queue messages that any watch replica takes.
+            let lease = vigil_feeds::FeedLease::with_replicas(
+                runner.context(),
+                &format!("{}_watch_lease", subjects.stream_prefix()),
+                "scheduler",
+                &holder_id(),
+                Duration::from_secs(15),
+                replicas,
+            )
+            .await
+            .context("opening the watch-scheduler lease bucket")?;
+            let scheduler =
+                vigil_watch::Scheduler::new(store.clone(), publisher.clone(), watch_cfg.clone());
+            let srx = rx.clone();
+            side_tasks.push(tokio::spawn(async move {
+                scheduler.run(Some(lease), srx).await;
+            }));
+            if !cfg.watch.push_listen.is_empty() {
+                let (addr, task) = vigil_watch::serve_push_endpoint(
+                    &cfg.watch.push_listen,
+                    &cfg.watch.push_secret,
+                    cfg.watch.push_registry_host.clone(),
+                    publisher.clone(),
+                    store.clone(),
+                )
+                .await
+                .with_context(|| format!("[watch] push_listen = {:?}", cfg.watch.push_listen))?;
+                eprintln!("vigil: registry push events on http://{addr}/v1/registry/events");
+                side_tasks.push(task);
+            }
+            Arc::new(vigil_watch::WatchStage::new(
+                store.clone(),
+                client,
+                watch_cfg,
+                Some(publisher),
+            ))
         } else {
-            wiring::stage(s, &cfg, &store, &blobs)
+            wiring::stage(s, &cfg, &store, &blobs)?
         };
         let runner = runner.clone();
         let rx = rx.clone();
@@ -706,12 +807,24 @@ async fn run(cfg: Config, names: Vec<String>) -> Result<ExitCode> {
     for t in tasks {
         let _ = t.await;
     }
+    for t in side_tasks {
+        t.abort();
+    }
     poll.abort();
     if let Some(t) = ops {
         t.abort();
     }
     store.flush().await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Who holds a lease: host and process.
+fn holder_id() -> String {
+    format!(
+        "{}-{}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "vigil".into()),
+        std::process::id()
+    )
 }
 
 /// Retry a setup step whose error says the cluster did not answer in time (timeouts,

@@ -3,8 +3,10 @@
 //! submission (`submit`).
 
 mod cli;
+mod deliver_cmd;
 mod policy_cmd;
 mod report;
+mod watch_cmd;
 mod wiring;
 
 use std::process::ExitCode;

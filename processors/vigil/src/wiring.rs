@@ -25,6 +25,8 @@ pub struct Config {
     pub extract: vigil_extract::ExtractLimits,
     pub feeds: vigil_feeds::FeedsConfig,
     pub ops: OpsConfig,
+    pub watch: vigil_watch::WatchConfig,
+    pub deliver: vigil_deliver::DeliverConfig,
 }
 
 impl Default for Config {
@@ -37,6 +39,8 @@ impl Default for Config {
             extract: Default::default(),
             feeds: Default::default(),
             ops: Default::default(),
+            watch: Default::default(),
+            deliver: Default::default(),
         }
     }
 }
@@ -254,6 +258,33 @@ pub async fn open_store(cfg: &Config, mode: WriteMode) -> Result<Store> {
 
 /// The fetch stage's configuration: the file's, with this build's extractor version and
 /// the data directory's blob folder for temporary files.
+/// `[watch]` with what `[fetch]` already says about registries: its credentials (after
+/// the watch's own, so those win), insecure registries and extra CAs. One login serves
+/// both the pulls and the watches.
+pub fn watch_config(cfg: &Config) -> vigil_watch::WatchConfig {
+    let mut w = cfg.watch.clone();
+    for c in &cfg.fetch.credentials {
+        w.credentials.push(vigil_registry::CredentialEntry {
+            registry: c.registry.clone(),
+            prefix: None,
+            username: Some(c.username.clone()),
+            password: Some(c.password.clone()),
+            token: None,
+        });
+    }
+    for r in &cfg.fetch.insecure_registries {
+        if !w.insecure_registries.contains(r) {
+            w.insecure_registries.push(r.clone());
+        }
+    }
+    for ca in &cfg.fetch.ca_certs {
+        if !w.ca_certs.contains(ca) {
+            w.ca_certs.push(ca.clone());
+        }
+    }
+    w
+}
+
 pub fn fetch_config(cfg: &Config) -> vigil_fetch::FetchConfig {
     let mut fc = cfg.fetch.clone();
     fc.extractor_version = vigil_extract::EXTRACTOR_VERSION;
@@ -269,8 +300,8 @@ pub fn stage(
     cfg: &Config,
     store: &Store,
     blobs: &Arc<dyn BlobStore>,
-) -> Arc<dyn Stage> {
-    match name {
+) -> Result<Arc<dyn Stage>> {
+    Ok(match name {
         StageName::Fetch => Arc::new(vigil_fetch::FetchStage::new(
             fetch_config(cfg),
             store.clone(),
@@ -284,10 +315,24 @@ pub fn stage(
         StageName::Analyze => Arc::new(vigil_analyze::AnalyzeStage::new(store.clone())),
         StageName::Match => Arc::new(vigil_match::MatchStage::new(store.clone())),
         StageName::Evaluate => Arc::new(vigil_evaluate::EvaluateStage::new(store.clone())),
-        StageName::Notify => Arc::new(vigil_notify::NotifyStage::new(store.clone())),
+        StageName::Notify => Arc::new(
+            vigil_notify::NotifyStage::new(store.clone()).with_deliver(cfg.deliver.clone()),
+        ),
         StageName::Feeds => Arc::new(vigil_feeds::FeedsStage::new(
             cfg.feeds.clone(),
             store.clone(),
         )),
-    }
+        StageName::Watch => {
+            let w = watch_config(cfg);
+            Arc::new(vigil_watch::WatchStage::new(
+                store.clone(),
+                Arc::new(
+                    w.registry_client()
+                        .context("[watch]: building the registry client")?,
+                ),
+                w,
+                None,
+            ))
+        }
+    })
 }
