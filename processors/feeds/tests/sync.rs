@@ -213,6 +213,20 @@ async fn incremental_sync_and_rematch() {
 /// images with one read per key; an image that fails inside a batch is split off into a
 /// re-match message of its own (so that its retries and dead letter are its own) while the
 /// others go on; a batch whose every image fails is retried as a whole.
+/// An Alpine secdb document without busybox's 1.36.1-r16 fix.
+fn without_busybox_fix(secdb: &[u8]) -> Vec<u8> {
+    let mut doc: Value = serde_json::from_slice(secdb).unwrap();
+    for p in doc["packages"].as_array_mut().unwrap() {
+        if p["pkg"]["name"] == "busybox" {
+            p["pkg"]["secfixes"]
+                .as_object_mut()
+                .unwrap()
+                .remove("1.36.1-r16");
+        }
+    }
+    serde_json::to_vec(&doc).unwrap()
+}
+
 /// Defect: a re-match's output was identified by its diff alone, so the same change
 /// recurring (an advisory dropped, restored, dropped again) carried the id of the first
 /// one and JetStream dropped it as a duplicate: the image's second `vuln_update` was lost.
@@ -223,16 +237,7 @@ async fn a_recurring_change_is_announced_each_time() {
     let alpine = tmp.path().join("alpine-3.19.json");
     std::fs::copy(feeds_dir().join("alpine/v3.19/main.json"), &alpine).unwrap();
     let full = std::fs::read(&alpine).unwrap();
-    let mut doc: Value = serde_json::from_slice(&full).unwrap();
-    for p in doc["packages"].as_array_mut().unwrap() {
-        if p["pkg"]["name"] == "busybox" {
-            p["pkg"]["secfixes"]
-                .as_object_mut()
-                .unwrap()
-                .remove("1.36.1-r16");
-        }
-    }
-    let dropped = serde_json::to_vec(&doc).unwrap();
+    let dropped = without_busybox_fix(&full);
     let config = FeedsConfig {
         feeds: vec![FeedSource::new(
             FeedKind::Alpine,
@@ -306,16 +311,11 @@ async fn rematch_batches_split_failures() {
     }
 
     // The feed drops one busybox vulnerability.
-    let mut doc: Value = serde_json::from_slice(&std::fs::read(&alpine).unwrap()).unwrap();
-    for p in doc["packages"].as_array_mut().unwrap() {
-        if p["pkg"]["name"] == "busybox" {
-            p["pkg"]["secfixes"]
-                .as_object_mut()
-                .unwrap()
-                .remove("1.36.1-r16");
-        }
-    }
-    std::fs::write(&alpine, serde_json::to_vec(&doc).unwrap()).unwrap();
+    std::fs::write(
+        &alpine,
+        without_busybox_fix(&std::fs::read(&alpine).unwrap()),
+    )
+    .unwrap();
     let deltas = sync(&config, &st, &quiet).await.unwrap();
     assert_eq!(deltas.len(), 1);
     let fan = ms

@@ -170,25 +170,15 @@ impl WatchStage {
         now: UnixMillis,
         ret: &mut Vec<Outgoing>,
     ) -> Result<(), StageError> {
-        let bucket = due_at.div_euclid(EVENT_BUCKET_MS);
-        let last_bucket = w
-            .last_checked_at
-            .map(|t| t.div_euclid(EVENT_BUCKET_MS))
-            .unwrap_or(-1);
-        let new_error = w.last_error.as_deref() != Some(error.as_str()) || w.failures == 0;
-        if new_error || last_bucket != bucket {
-            let e = make_event(
-                event_kind::REGISTRY_LOOKUP_FAILED,
-                EventLevel::Error,
-                &w.tag,
-                format!("resolving {}: {error}", w.tag),
-                vec![
-                    ("error", error.clone()),
-                    ("failures", (w.failures + 1).to_string()),
-                ],
-                due_at,
-                &[&error, &bucket.to_string()],
-            );
+        let f = Failing {
+            kind: event_kind::REGISTRY_LOOKUP_FAILED,
+            resource: &w.tag,
+            doing: "resolving",
+            failures: w.failures,
+            last_error: w.last_error.as_deref(),
+            last_checked_at: w.last_checked_at,
+        };
+        if let Some(e) = f.event(&error, due_at) {
             self.event(&e, ret).await?;
         }
         w.failures = w.failures.saturating_add(1);
@@ -429,25 +419,15 @@ impl WatchStage {
         now: UnixMillis,
         ret: &mut Vec<Outgoing>,
     ) -> Result<(), StageError> {
-        let bucket = due_at.div_euclid(EVENT_BUCKET_MS);
-        let last_bucket = r
-            .last_checked_at
-            .map(|t| t.div_euclid(EVENT_BUCKET_MS))
-            .unwrap_or(-1);
-        let new_error = r.last_error.as_deref() != Some(error.as_str()) || r.failures == 0;
-        if new_error || last_bucket != bucket {
-            let e = make_event(
-                event_kind::LIST_TAGS_FAILED,
-                EventLevel::Error,
-                &r.repo,
-                format!("listing the tags of {}: {error}", r.repo),
-                vec![
-                    ("error", error.clone()),
-                    ("failures", (r.failures + 1).to_string()),
-                ],
-                due_at,
-                &[&error, &bucket.to_string()],
-            );
+        let f = Failing {
+            kind: event_kind::LIST_TAGS_FAILED,
+            resource: &r.repo,
+            doing: "listing the tags of",
+            failures: r.failures,
+            last_error: r.last_error.as_deref(),
+            last_checked_at: r.last_checked_at,
+        };
+        if let Some(e) = f.event(&error, due_at) {
             self.event(&e, ret).await?;
         }
         r.failures = r.failures.saturating_add(1);
@@ -813,6 +793,43 @@ enum Selection {
     Latest,
     All,
     Regex(Regex),
+}
+
+/// A watch (tag or repository) whose poll failed, as it stood before this failure.
+struct Failing<'a> {
+    kind: &'static str,
+    resource: &'a str,
+    doing: &'static str,
+    failures: u32,
+    last_error: Option<&'a str>,
+    last_checked_at: Option<UnixMillis>,
+}
+
+impl Failing<'_> {
+    /// The event of this failure, or none when the same error was already announced in
+    /// this time bucket (one event per watch per error per bucket; failures still count).
+    fn event(&self, error: &str, due_at: UnixMillis) -> Option<Event> {
+        let bucket = due_at.div_euclid(EVENT_BUCKET_MS);
+        let last_bucket = self
+            .last_checked_at
+            .map(|t| t.div_euclid(EVENT_BUCKET_MS))
+            .unwrap_or(-1);
+        let new_error = self.last_error != Some(error) || self.failures == 0;
+        (new_error || last_bucket != bucket).then(|| {
+            make_event(
+                self.kind,
+                EventLevel::Error,
+                self.resource,
+                format!("{} {}: {error}", self.doing, self.resource),
+                vec![
+                    ("error", error.to_string()),
+                    ("failures", (self.failures + 1).to_string()),
+                ],
+                due_at,
+                &[error, &bucket.to_string()],
+            )
+        })
+    }
 }
 
 #[async_trait]
